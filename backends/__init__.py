@@ -1,0 +1,1 @@
+"""Backends: adapters that run an OpSpec's case and return numpy outputs."""

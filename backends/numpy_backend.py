@@ -1,0 +1,49 @@
+"""numpy backend: the float64 golden (bfloat16 through ml_dtypes), vectorized.
+
+`golden()` returns float outputs unrounded in float64 (the comparison target); `run()` returns
+them rounded to the op's output dtypes with round-to-nearest-even, like any other backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.dtypes import cast
+from harness.errors import Declined
+
+from .base import Availability, Backend
+from .reference import op_module
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+
+    def supports(self, spec, case):
+        if op_module("golden", spec.name) is None:
+            return f"no numpy golden for {spec.name} (backends/golden/{spec.name}.py missing)"
+        return None
+
+    def golden(self, spec, case, inputs) -> dict:
+        """Validate (params and data), then compute the float64 golden."""
+        mod = op_module("golden", spec.name)
+        if mod is None:
+            raise Declined(self.supports(spec, case))
+        spec.validate(case.params, inputs)
+        out = mod.golden(case.params, inputs)
+        missing = set(spec.outputs) - set(out)
+        if missing:
+            raise RuntimeError(f"numpy golden of {spec.name} did not return {sorted(missing)}")
+        return out
+
+    def prepare(self, spec, case, inputs):
+        return {"spec": spec, "case": case, "inputs": inputs, "out": None}
+
+    def launch(self, prepared):
+        prepared["out"] = self.golden(prepared["spec"], prepared["case"], prepared["inputs"])
+
+    def fetch(self, prepared):
+        spec, case = prepared["spec"], prepared["case"]
+        dtypes = spec.output_dtypes(case.params)
+        return {k: cast(np.asarray(v), dtypes[k]) for k, v in prepared["out"].items() if k in dtypes}
+
+    def available(self):
+        return Availability(True)

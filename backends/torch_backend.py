@@ -1,0 +1,96 @@
+"""torch backend: the same-precision reference, following each op's device precision path.
+
+Runs on `cpu` (default), `cuda` or `npu` (`--backends torch:cuda`). Inputs are moved to the
+device in `prepare` (untimed); outputs come back as numpy arrays.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from harness.dtypes import name_of, np_dtype
+
+from .base import Availability, Backend
+from .reference import op_module
+
+os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")  # see README: torch-npu without CANN
+
+
+def to_torch(x, device):
+    """numpy array -> torch tensor on device (bfloat16 through a uint16 view); others unchanged."""
+    import torch
+
+    if not isinstance(x, np.ndarray):
+        return x
+    if name_of(x) == "bfloat16":
+        t = torch.from_numpy(np.ascontiguousarray(x).view(np.uint16).view(np.int16)).view(torch.bfloat16)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(device)
+
+
+def to_numpy(t) -> np.ndarray:
+    import torch
+
+    t = t.detach().to("cpu").contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16).view(np_dtype("bfloat16"))
+    return t.numpy()
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        if device != "cpu":
+            self.name = f"torch:{device}"
+
+    def available(self):
+        try:
+            import torch
+        except Exception as exc:  # an install can be broken in many ways
+            return Availability(False, f"torch cannot be imported: {exc}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            return Availability(False, "torch.cuda.is_available() is False (no CUDA device or CPU-only torch)")
+        if self.device.startswith("npu"):
+            from .torch_npu_env import npu_availability
+
+            return npu_availability()
+        return Availability(True)
+
+    def supports(self, spec, case):
+        if op_module("torch_ref", spec.name) is None:
+            return f"no torch reference for {spec.name} (backends/torch_ref/{spec.name}.py missing)"
+        return None
+
+    def prepare(self, spec, case, inputs):
+        spec.validate(case.params, inputs)
+        dev_inputs = {k: to_torch(v, self.device) for k, v in inputs.items()}
+        self.synchronize()
+        return {"spec": spec, "case": case, "inputs": dev_inputs, "out": None}
+
+    def launch(self, prepared):
+        mod = op_module("torch_ref", prepared["spec"].name)
+        prepared["out"] = mod.reference(prepared["case"].params, prepared["inputs"], self.device)
+
+    def fetch(self, prepared):
+        return {k: to_numpy(v) for k, v in prepared["out"].items()}
+
+    def synchronize(self):
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        elif self.device.startswith("npu"):
+            import torch
+
+            torch.npu.synchronize()
+
+    def device_name(self):
+        if self.device.startswith("cuda"):
+            import torch
+
+            return torch.cuda.get_device_name()
+        return self.device

@@ -1,0 +1,34 @@
+"""`list [--op NAME]`: operators, their documented constraints and case counts per tier."""
+from __future__ import annotations
+
+import sys
+
+from .. import registry
+from ..derive import exercised
+from ..spec import TIERS
+
+
+def add_parser(sub):
+    p = sub.add_parser("list", help="list operators, their constraints and case counts")
+    p.add_argument("--op", help="show one operator in detail")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    specs = [registry.op(args.op)] if args.op else registry.ops()
+    out = sys.stdout
+    for spec in specs:
+        counts = {t: spec.cases(t) for t in TIERS}
+        per_tier = ", ".join(f"{t}: {sum(not c.negative for c in cs)}+{sum(c.negative for c in cs)}neg"
+                             for t, cs in counts.items())
+        out.write(f"{spec.name}  ({spec.seed})\n  {spec.summary}\n  outputs: {', '.join(spec.outputs)}\n"
+                  f"  cases: {per_tier}\n")
+        ex = exercised(spec, counts["nightly"])
+        out.write(f"  constraints ({len(spec.constraints)}; edge cases / negative cases in the nightly tier):\n")
+        width = max(len(c.name) for c in spec.constraints)
+        for c in spec.constraints:
+            pos, neg = ex[c.name]
+            out.write(f"    {c.name:<{width}}  {pos:>3} / {neg:<2}  {c.source}\n")
+        out.write("\n")
+    out.write(f"backends: {', '.join(registry.backend_names())}\n")
+    return 0

@@ -1,0 +1,169 @@
+"""Derive cases from an OpSpec's constraints: positives, negatives, hypothesis strategies.
+
+Positives: every edge of every constraint at least once, then a pairwise (all-pairs) covering of
+the spec's axes, then a seeded random top-up under the tier's budget. Negatives: one per
+violation of every constraint, checked to break exactly that constraint. Strategies: axes drawn
+one after another from the values still feasible given the earlier draws (constructive), then the
+spec completes the rest.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import zlib
+from typing import Any, Mapping
+
+from .errors import SpecError
+from .spec import Case, OpSpec, sanitize_id, tier_rank
+
+log = logging.getLogger(__name__)
+
+
+def _rng(spec: OpSpec, tier: str, what: str) -> random.Random:
+    return random.Random(zlib.crc32(f"{spec.name}|{tier}|{what}".encode()))
+
+
+def _feasible(spec: OpSpec, partial: Mapping[str, Any]) -> bool:
+    return all(c.satisfied(partial) for c in spec.constraints)
+
+
+def _make(spec: OpSpec, origin: str, params: dict, tier: str, violates: str | None = None) -> Case:
+    return Case(spec.name, sanitize_id(f"{origin}-{spec.label(params)}"), params, origin, violates, tier)
+
+
+def _complete_valid(spec: OpSpec, partial: dict, rng: random.Random, tier: str) -> dict | None:
+    full = spec.complete(dict(partial), rng, tier)
+    for k, v in partial.items():
+        if full.get(k) != v:
+            raise SpecError(f"{spec.name}: complete() changed given param {k}={v!r} to {full.get(k)!r}")
+    return full if not spec.broken(full) else None
+
+
+def pairwise_rows(spec: OpSpec) -> list[dict]:
+    """Greedy all-pairs rows over spec.axes; pairs infeasible on their own are left out."""
+    axes = list(spec.axes.items())
+    uncovered = set()
+    for (i, (a, va)), (j, (b, vb)) in itertools.combinations(enumerate(axes), 2):
+        for x in va:
+            for y in vb:
+                if _feasible(spec, {a: x, b: y}):
+                    uncovered.add(((a, x), (b, y)))
+    rows = []
+    order = {name: i for i, (name, _) in enumerate(axes)}
+    while uncovered:
+        first = min(uncovered, key=lambda p: (order[p[0][0]], order[p[1][0]], repr(p)))
+        row = {first[0][0]: first[0][1], first[1][0]: first[1][1]}
+        for name, values in axes:
+            if name in row:
+                continue
+            best, best_gain = None, -1
+            for v in values:
+                trial = dict(row, **{name: v})
+                if not _feasible(spec, trial):
+                    continue
+                gain = sum(1 for k, x in row.items()
+                           if (((k, x), (name, v)) if order[k] < order[name] else ((name, v), (k, x))) in uncovered)
+                if gain > best_gain:
+                    best, best_gain = v, gain
+            if best is not None:
+                row[name] = best
+        rows.append(row)
+        covered = {((a, row[a]), (b, row[b])) for a, b in itertools.combinations([n for n, _ in axes], 2)
+                   if a in row and b in row}
+        uncovered -= covered
+        uncovered.discard(first)
+    return rows
+
+
+def positive_cases(spec: OpSpec, tier: str) -> list[Case]:
+    rank = tier_rank(tier)
+    plan = spec.tiers.get(tier)
+    out: list[Case] = []
+    seen: set[str] = set()
+
+    def add(origin: str, params: dict | None):
+        if params is None:
+            return
+        case = _make(spec, origin, params, tier)
+        key = case.params_json()
+        if key not in seen:
+            seen.add(key)
+            out.append(case)
+
+    add("base", _complete_valid(spec, {}, _rng(spec, tier, "base"), tier))
+    for c in spec.constraints:
+        for i, e in enumerate(c.edges):
+            if tier_rank(e.tier) > rank:
+                continue
+            full = _complete_valid(spec, dict(e.values), _rng(spec, tier, f"edge{c.name}{i}"), tier)
+            if full is None:
+                broken = [b.name for b in spec.broken(spec.complete(dict(e.values), _rng(spec, tier, f"edge{c.name}{i}"), tier))]
+                raise SpecError(f"{spec.name}: edge {dict(e.values)} of {c.name!r} completes to a case breaking {broken}")
+            add(f"edge-{c.name}-{i}", full)
+    if plan is None or plan.pairwise:
+        dropped = 0
+        for n, row in enumerate(pairwise_rows(spec)):
+            full = _complete_valid(spec, row, _rng(spec, tier, f"pw{n}"), tier)
+            dropped += full is None
+            add(f"pw{n:02d}", full)
+        if dropped:
+            log.debug("%s: %d pairwise rows infeasible after completion", spec.name, dropped)
+    rng = _rng(spec, tier, "sample")
+    for n in range(plan.sample if plan else 0):
+        partial = draw_partial(spec, rng)
+        add(f"rand{n:02d}", _complete_valid(spec, partial, rng, tier))
+    return out
+
+
+def draw_partial(spec: OpSpec, rng: random.Random) -> dict:
+    """Axes drawn in order, each from the values feasible given the earlier ones."""
+    partial: dict = {}
+    for name, values in spec.axes.items():
+        ok = [v for v in values if _feasible(spec, dict(partial, **{name: v}))]
+        if ok:
+            partial[name] = ok[rng.randrange(len(ok))]
+    return partial
+
+
+def negative_cases(spec: OpSpec, tier: str) -> list[Case]:
+    out = []
+    for c in spec.constraints:
+        for i, v in enumerate(c.violations):
+            full = spec.complete(dict(v), _rng(spec, tier, f"neg{c.name}{i}"), tier)
+            broken = [b.name for b in spec.broken(full)]
+            if broken != [c.name]:
+                raise SpecError(f"{spec.name}: violation {dict(v)} of {c.name!r} breaks {broken}, "
+                                f"not exactly [{c.name!r}]")
+            out.append(_make(spec, f"neg-{c.name}-{i}", full, tier, violates=c.name))
+    return out
+
+
+def strategy(spec: OpSpec, tier: str = "full"):
+    """Hypothesis strategy of valid Cases for `spec`, constructive over its axes."""
+    from hypothesis import assume, strategies as st
+
+    @st.composite
+    def cases(draw):
+        partial: dict = {}
+        for name, values in spec.axes.items():
+            ok = [v for v in values if _feasible(spec, dict(partial, **{name: v}))]
+            if ok:
+                partial[name] = draw(st.sampled_from(ok))
+        seed = draw(st.integers(0, 2**31 - 1))
+        full = spec.complete(dict(partial), random.Random(seed), tier)
+        assume(not spec.broken(full))  # rare: a constraint over params completed after the axes
+        return _make(spec, f"hyp{seed:x}", full, tier)
+
+    return cases()
+
+
+def exercised(spec: OpSpec, cases: list[Case]) -> dict[str, tuple[int, int]]:
+    """Per constraint: (positive cases sitting on one of its edges, negative cases breaking it)."""
+    counts = {}
+    for c in spec.constraints:
+        pos = sum(1 for case in cases if not case.negative and any(
+            all(case.params.get(k) == v for k, v in e.values.items()) for e in c.edges))
+        neg = sum(1 for case in cases if case.violates == c.name)
+        counts[c.name] = (pos, neg)
+    return counts

@@ -1,0 +1,82 @@
+"""Dtype names used across opdiff and their numpy / torch counterparts.
+
+Dtypes travel as strings ("float16", "bfloat16", "int8", ...) so that case parameters stay JSON.
+bfloat16 arrays are numpy arrays of `ml_dtypes.bfloat16`.
+"""
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INT_DTYPES = ("int8", "uint8", "int16", "int32", "int64")
+ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+
+
+def np_dtype(name: str) -> np.dtype:
+    """numpy dtype for a dtype name; bfloat16 comes from ml_dtypes."""
+    if name == "bfloat16":
+        return np.dtype(ml_dtypes.bfloat16)
+    if name not in ALL_DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; known: {', '.join(ALL_DTYPES)}")
+    return np.dtype(name)
+
+
+def name_of(dtype) -> str:
+    """The opdiff dtype name of a numpy dtype or array."""
+    dt = np.dtype(getattr(dtype, "dtype", dtype))
+    if dt == np.dtype(ml_dtypes.bfloat16):
+        return "bfloat16"
+    return dt.name
+
+
+def is_float(name: str) -> bool:
+    return name in FLOAT_DTYPES
+
+
+def finfo(name: str):
+    return ml_dtypes.finfo(np_dtype(name)) if name == "bfloat16" else np.finfo(np_dtype(name))
+
+
+def cast(x: np.ndarray, name: str) -> np.ndarray:
+    """Cast with round-to-nearest-even (numpy's and ml_dtypes' float cast mode)."""
+    return np.asarray(x).astype(np_dtype(name))
+
+
+def ulp(x, name: str) -> np.ndarray:
+    """Spacing of the dtype `name` at |x| (one unit in the last place), as float64.
+
+    Below the smallest normal the spacing is constant (subnormals).
+    """
+    fi = finfo(name)
+    nmant, minexp = int(fi.nmant), int(fi.minexp)
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(np.where(a > 0, a, 1.0)))
+    e = np.maximum(np.where(a > 0, e, minexp), minexp)
+    return np.exp2(e - nmant)
+
+
+def ulp_scalar(x: float, name: str) -> float:
+    return float(ulp(np.float64(x), name)) if math.isfinite(x) else math.inf
+
+
+def bits(x: np.ndarray) -> np.ndarray:
+    """View an array's bytes as unsigned integers of the same width (for bitwise comparison)."""
+    x = np.ascontiguousarray(x)
+    width = x.dtype.itemsize
+    if x.dtype == np.bool_:
+        return x.view(np.uint8)
+    return x.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[width])
+
+
+def torch_dtype(name: str):
+    import torch  # lazy: torch is optional for the numpy-only path
+
+    return {
+        "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+        "float64": torch.float64, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
+        "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
+    }[name]

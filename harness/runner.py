@@ -1,0 +1,213 @@
+"""Run cases through backends and turn their outputs into result rows.
+
+run_case(): one case through a list of backends. The numpy golden (float64) is always computed
+for positive cases; the torch-on-cpu baseline too when an output is judged by `reduction` and a
+backend other than the baseline is under test. Every backend gets, per output region, a verdict:
+
+  pass / warn / fail   compared by the output's rule (harness.compare)
+  error                the backend raised
+  rejected             the backend refused the case (correct for a negative case, a failure otherwise)
+  skipped              backend unavailable, or it declined the case as documented-unsupported
+
+`ok` says whether the verdict is what the case expects.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .compare import METRIC_KEYS, compare
+from .dtypes import cast, name_of
+from .errors import ConstraintViolation, Declined, Rejected
+from .spec import Case, OpSpec
+from .stats import summarize
+from .timing import TIER_TIMING, TimingConfig, measure
+
+log = logging.getLogger(__name__)
+
+GOOD_POSITIVE = {"pass", "warn", "skipped"}
+GOOD_NEGATIVE = {"rejected", "skipped"}
+BASELINE_BACKEND = "torch"
+
+
+def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> str:
+    return (f"python -m harness run --ops {op} --backends {backend} --tier {tier} --seed {seed} "
+            f"--case {case.id} --out /tmp/opdiff-repro")
+
+
+@dataclass
+class CaseResult:
+    rows: list[dict] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r["ok"] for r in self.rows)
+
+
+class References:
+    """Lazily computed golden and baseline outputs of one case, shared by all backends."""
+
+    def __init__(self, spec: OpSpec, case: Case, inputs: dict):
+        self.spec, self.case, self.inputs = spec, case, inputs
+        self._golden = self._baseline = None
+        self._baseline_error: str | None = None
+
+    def golden(self) -> dict:
+        if self._golden is None:
+            from . import registry
+
+            self._golden = registry.backend("numpy").golden(self.spec, self.case, self.inputs)
+        return self._golden
+
+    def baseline(self) -> dict | None:
+        if self._baseline is None and self._baseline_error is None:
+            from . import registry
+
+            b = registry.backend(BASELINE_BACKEND)
+            why = b.available().reason if not b.available() else b.supports(self.spec, self.case)
+            if why:
+                self._baseline_error = why
+            else:
+                self._baseline = b.run(self.spec, self.case, self.inputs)
+        return self._baseline
+
+
+def _base_row(spec, case, backend_name, output, dtype, tier, seed) -> dict:
+    return {
+        "op": spec.name, "case_id": case.id, "params": case.params_json(), "negative": case.negative,
+        "violates": case.violates, "backend": backend_name, "output": output, "dtype": dtype,
+        "tier": tier, "seed": seed, "repro": repro_command(spec.name, case, backend_name, tier, seed),
+        **{k: None for k in METRIC_KEYS},
+    }
+
+
+def _verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list[dict]:
+    dtypes = spec.output_dtypes(case.params)
+    good = GOOD_NEGATIVE if case.negative else GOOD_POSITIVE
+    rows = []
+    for out in spec.outputs:
+        r = _base_row(spec, case, backend_name, out, dtypes.get(out, ""), tier, seed)
+        r.update(verdict=verdict, reason=reason, ok=verdict in good)
+        rows.append(r)
+    return rows
+
+
+def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed: int = 0,
+             timing: TimingConfig | None = None) -> CaseResult:
+    timing = timing or TIER_TIMING[tier]
+    result = CaseResult()
+    try:
+        inputs = spec.make_inputs(case, seed)
+    except Exception as exc:
+        reason = f"inputs could not be built: {type(exc).__name__}: {exc}"
+        for b in backends:
+            result.rows += _verdict_rows(spec, case, b.name, "error", reason, tier, seed)
+        return result
+    refs = References(spec, case, inputs)
+    for b in backends:
+        rows, samples = _run_one(spec, case, b, inputs, refs, tier, seed, timing)
+        result.rows += rows
+        result.samples += samples
+    return result
+
+
+def _run_one(spec, case, backend, inputs, refs, tier, seed, timing):
+    avail = backend.available()
+    if not avail:
+        return _verdict_rows(spec, case, backend.name, "skipped", f"unavailable: {avail.reason}", tier, seed), []
+    declined = backend.supports(spec, case)
+    if declined:
+        return _verdict_rows(spec, case, backend.name, "skipped", f"declined: {declined}", tier, seed), []
+    try:
+        outputs = backend.run(spec, case, inputs)
+    except (ConstraintViolation, Rejected) as exc:
+        verdict_reason = str(exc)
+        rows = _verdict_rows(spec, case, backend.name, "rejected", verdict_reason, tier, seed)
+        if not case.negative:
+            for r in rows:
+                r["reason"] = f"positive case rejected: {verdict_reason}"
+        return rows, []
+    except Declined as exc:
+        return _verdict_rows(spec, case, backend.name, "skipped", f"declined: {exc}", tier, seed), []
+    except Exception as exc:  # a backend bug or a device failure: record it, keep going
+        log.debug("backend %s raised on %s/%s:\n%s", backend.name, spec.name, case.id, traceback.format_exc())
+        return _verdict_rows(spec, case, backend.name, "error", f"{type(exc).__name__}: {exc}", tier, seed), []
+    if case.negative:
+        return _verdict_rows(spec, case, backend.name, "fail",
+                             f"negative case (breaks {case.violates!r}) ran without rejection", tier, seed), []
+    try:
+        rows = _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed)
+    except Exception as exc:
+        log.debug("reference failed on %s/%s:\n%s", spec.name, case.id, traceback.format_exc())
+        return _verdict_rows(spec, case, backend.name, "error",
+                             f"reference failed: {type(exc).__name__}: {exc}", tier, seed), []
+    samples = _time(spec, case, backend, inputs, timing)
+    stats = summarize(samples)
+    nbytes, flops = spec.cost(case.params) if spec.cost else (None, None)
+    med = stats["median_us"]
+    for r in rows:
+        r.update(latency_median_us=med, latency_iqr_us=stats["iqr_us"], latency_p20_us=stats["p20_us"],
+                 latency_p80_us=stats["p80_us"], latency_min_us=stats["min_us"], n_samples=stats["n_samples"],
+                 timing_mode=backend.timer().mode, bytes=nbytes, flops=flops,
+                 gbps=(nbytes / (med * 1e3)) if (nbytes and med) else None,
+                 tflops=(flops / (med * 1e6)) if (flops and med) else None)
+    sample_rows = [{"op": spec.name, "case_id": case.id, "backend": backend.name, "sample_index": i,
+                    "latency_us": s} for i, s in enumerate(samples)]
+    return rows, sample_rows
+
+
+def _time(spec, case, backend, inputs, timing) -> list[float]:
+    if not timing.enabled:
+        return []
+    try:
+        prepared = backend.prepare(spec, case, inputs)
+        return measure(backend.timer(), lambda: backend.launch(prepared), timing)
+    except Exception as exc:  # timing is best effort once the outputs were judged
+        log.warning("timing %s on %s/%s failed: %s", backend.name, spec.name, case.id, exc)
+        return []
+
+
+def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> list[dict]:
+    dtypes = spec.output_dtypes(case.params)
+    golden = refs.golden()
+    rows = []
+    for out in spec.outputs:
+        want_dtype = dtypes[out]
+        if out not in outputs:
+            r = _base_row(spec, case, backend.name, out, want_dtype, tier, seed)
+            r.update(verdict="fail", ok=False, reason=f"backend returned no output {out!r}")
+            rows.append(r)
+            continue
+        actual = np.asarray(outputs[out])
+        for region in spec.output_regions(case.params, inputs, out):
+            r = _base_row(spec, case, backend.name, region.label, want_dtype, tier, seed)
+            if name_of(actual) != want_dtype:
+                r.update(verdict="fail", ok=False, reason=f"dtype {name_of(actual)}, expected {want_dtype}")
+                rows.append(r)
+                continue
+            g = np.asarray(golden[out])
+            if region.rule.kind == "exact" and g.dtype != actual.dtype:
+                g = cast(g, want_dtype)
+            base = None
+            if region.rule.kind == "reduction" and backend.name != BASELINE_BACKEND:
+                bl = refs.baseline()
+                base = None if bl is None else np.asarray(bl[out])
+            a_r, g_r = actual, g
+            b_r = base
+            if region.mask is not None:
+                if actual.shape[: region.mask.ndim] != region.mask.shape:
+                    r.update(verdict="fail", ok=False, reason=f"shape {actual.shape} does not fit region mask "
+                                                              f"{region.mask.shape}")
+                    rows.append(r)
+                    continue
+                a_r, g_r = actual[region.mask], g[region.mask]
+                b_r = None if base is None else base[region.mask]
+            c = compare(a_r, g_r, region.rule, want_dtype, b_r)
+            r.update(c.metrics)
+            r.update(verdict=c.verdict, reason=c.reason, ok=c.verdict in GOOD_POSITIVE)
+            rows.append(r)
+    return rows

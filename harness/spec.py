@@ -1,0 +1,283 @@
+"""OpSpec, Constraint and Case: an operator declared once, as data.
+
+An operator's documented constraints are `Constraint` objects. Each names the case parameters it
+reads, a predicate over them, the valid values that sit on its edge and the assignments that break
+it. `harness.derive` turns them into positive cases, negative cases and hypothesis strategies, so a
+constraint is written exactly once (in `cases/<op>.py`).
+
+A case is a flat dict of JSON-able parameters (dims, dtype names, flags, modes). Input arrays are
+derived from (case, seed) by the spec's input builder; the builder honours data-level fault
+parameters (e.g. a duplicated slot) so that negative cases reach the backends as real inputs.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConstraintViolation, SpecError
+
+TIERS = ("smoke", "nightly", "full")
+OUTPUT_KINDS = ("exact", "quant_int8", "elementwise", "reduction")
+
+
+def tier_rank(tier: str) -> int:
+    if tier not in TIERS:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown tier {tier!r}; valid tiers: {', '.join(TIERS)}")
+    return TIERS.index(tier)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a constraint is documented: the seed file and a brief quote of the clause."""
+
+    seed: str
+    clause: str
+
+    def __str__(self) -> str:
+        return f"{self.seed}: {self.clause}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A valid partial assignment on a constraint's boundary; `tier` is the cheapest tier using it."""
+
+    values: Mapping[str, Any]
+    tier: str = "smoke"
+
+
+def edge(tier: str = "smoke", **values) -> Edge:
+    return Edge(dict(values), tier)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One documented constraint.
+
+    holds:       predicate over the params named in `params` (it may read only those).
+    edges:       valid partial assignments on the boundary (each becomes a positive case).
+    violations:  partial assignments that break this constraint alone (each a negative case).
+    check_inputs: optional data-level check `(params, inputs) -> problem or None`, for constraints
+                 on tensor contents (unique slots, index ranges) that references verify on the data.
+    """
+
+    name: str
+    source: Source
+    params: tuple[str, ...]
+    holds: Callable[[Mapping[str, Any]], bool]
+    edges: tuple[Edge, ...] = ()
+    violations: tuple[Mapping[str, Any], ...] = ()
+    check_inputs: Callable[[Mapping[str, Any], Mapping[str, Any]], str | None] | None = None
+    doc: str = ""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
+            raise SpecError(f"constraint name {self.name!r} must be snake_case (used in test ids)")
+        if not self.violations:
+            raise SpecError(f"constraint {self.name!r} has no violation: every constraint needs a negative case")
+        object.__setattr__(self, "edges", tuple(e if isinstance(e, Edge) else Edge(dict(e)) for e in self.edges))
+
+    def applies_to(self, params: Mapping[str, Any]) -> bool:
+        return all(p in params for p in self.params)
+
+    def satisfied(self, params: Mapping[str, Any]) -> bool:
+        """True when the constraint holds, or cannot be judged yet (a param is still missing)."""
+        return not self.applies_to(params) or bool(self.holds(params))
+
+    def violation(self, detail: str = "") -> ConstraintViolation:
+        return ConstraintViolation(self.name, str(self.source), detail)
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    """How one output (or one region of it) is compared; see harness.compare for the policy.
+
+    k: for `reduction`, the allowed multiple of the same-precision baseline's max error.
+    abs_cap: for `reduction` when the backend *is* the baseline: (atol, rtol) on max|err| vs max|golden|.
+    why: the anchor for any non-default number.
+    """
+
+    kind: str
+    k: float = 2.0
+    abs_cap: tuple[float, float] | None = None
+    why: str = ""
+
+    def __post_init__(self):
+        if self.kind not in OUTPUT_KINDS:
+            raise SpecError(f"unknown output kind {self.kind!r}; valid: {', '.join(OUTPUT_KINDS)}")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A part of an output compared by its own rule (e.g. cache rows written vs untouched)."""
+
+    label: str                   # row name in results, e.g. "k_cache[untouched]"
+    mask: np.ndarray | None      # boolean mask over the output's leading dims, None = whole output
+    rule: OutputRule
+
+
+@dataclass(eq=False)
+class Case:
+    """One point of an operator's matrix. `id` is stable and usable with pytest -k."""
+
+    op: str
+    id: str
+    params: dict[str, Any]
+    origin: str = "user"
+    violates: str | None = None          # for a negative case: the constraint it breaks
+    tier: str = "smoke"
+
+    @property
+    def negative(self) -> bool:
+        return self.violates is not None
+
+    def params_json(self) -> str:
+        return json.dumps(self.params, sort_keys=True, default=_json_default)
+
+    def __repr__(self) -> str:
+        return f"Case({self.op}/{self.id})"
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    raise TypeError(f"case parameter of type {type(obj).__name__} is not JSON-able")
+
+
+def sanitize_id(text: str) -> str:
+    """Ids keep to [A-Za-z0-9_.-] so they work with pytest -k and in file names."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """Per-tier knobs: extra seeded random cases on top of edges + pairwise, and a size scale."""
+
+    sample: int = 0              # seeded random cases added after edges and pairwise
+    pairwise: bool = True
+    hypothesis: int = 0          # hypothesis examples per op (only `full` uses them in the CLI)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """An operator, declared once.
+
+    name:        registry key (snake_case).
+    seed:        the seed file documenting it.
+    outputs:     output names, in the order the torch_npu API returns them.
+    rules:       OutputRule per output name.
+    axes:        parameter -> values for the pairwise matrix (each value a valid choice by itself).
+    constraints: every documented constraint.
+    complete:    `(partial params, random.Random, tier) -> full params`; fills what is missing
+                 consistently with the constraints, never changes what is given.
+    build_inputs: `(params, np.random.Generator) -> inputs dict`, keys = torch_npu argument names.
+    output_dtypes: `params -> {output name: dtype name}`.
+    label:       `params -> short readable text` for case ids.
+    regions:     optional `(params, inputs, output name) -> [Region]` splitting an output.
+    cost:        optional `params -> (bytes moved, flops)` for roofline figures.
+    dtype_key:   the param reported as a result's dtype column.
+    """
+
+    name: str
+    seed: str
+    summary: str
+    outputs: tuple[str, ...]
+    rules: Mapping[str, OutputRule]
+    axes: Mapping[str, Sequence[Any]]
+    constraints: tuple[Constraint, ...]
+    complete: Callable[[dict, random.Random, str], dict]
+    build_inputs: Callable[[Mapping[str, Any], np.random.Generator], dict]
+    output_dtypes: Callable[[Mapping[str, Any]], dict]
+    label: Callable[[Mapping[str, Any]], str]
+    dtype_key: str = "dtype"
+    regions: Callable[[Mapping[str, Any], Mapping[str, Any], str], list] | None = None
+    cost: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+    tiers: Mapping[str, TierPlan] = field(default_factory=lambda: {
+        "smoke": TierPlan(sample=2), "nightly": TierPlan(sample=12), "full": TierPlan(sample=24, hypothesis=25)})
+
+    def __post_init__(self):
+        names = [c.name for c in self.constraints]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SpecError(f"{self.name}: constraint names repeated: {sorted(dup)}")
+        missing = set(self.outputs) - set(self.rules)
+        if missing:
+            raise SpecError(f"{self.name}: outputs without a comparison rule: {sorted(missing)}")
+
+    # ---- lookup -----------------------------------------------------------------------------
+    def constraint(self, name: str) -> Constraint:
+        for c in self.constraints:
+            if c.name == name:
+                return c
+        from .errors import UnknownNameError
+
+        raise UnknownNameError("constraint", name, [c.name for c in self.constraints])
+
+    # ---- validation -------------------------------------------------------------------------
+    def broken(self, params: Mapping[str, Any]) -> list[Constraint]:
+        """Constraints the params break (data-level checks excluded)."""
+        return [c for c in self.constraints if not c.satisfied(params)]
+
+    def validate(self, params: Mapping[str, Any], inputs: Mapping[str, Any] | None = None) -> None:
+        """Raise ConstraintViolation for the first broken constraint, on params then on data."""
+        for c in self.constraints:
+            if not c.satisfied(params):
+                raise c.violation(f"params {_brief(params, c.params)}")
+        if inputs is not None:
+            for c in self.constraints:
+                if c.check_inputs is not None:
+                    problem = c.check_inputs(params, inputs)
+                    if problem:
+                        raise c.violation(problem)
+
+    # ---- cases ------------------------------------------------------------------------------
+    def cases(self, tier: str = "smoke") -> list[Case]:
+        """Positive and negative cases of a tier (negatives have `violates` set)."""
+        from . import derive
+
+        return derive.positive_cases(self, tier) + derive.negative_cases(self, tier)
+
+    def case(self, **params) -> Case:
+        """Build one case from (possibly partial) params; a broken constraint raises ConstraintViolation."""
+        rng = random.Random(zlib.crc32(json.dumps(params, sort_keys=True, default=_json_default).encode()))
+        full = self.complete(dict(params), rng, "smoke")
+        self.validate(full)
+        return Case(self.name, sanitize_id("user-" + self.label(full)), full, origin="user")
+
+    def strategy(self, tier: str = "full"):
+        """A hypothesis strategy of valid cases, built constructively from the constraints."""
+        from . import derive
+
+        return derive.strategy(self, tier)
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def make_inputs(self, case: Case, seed: int = 0) -> dict:
+        """Inputs keyed by torch_npu argument names; deterministic in (case params, seed)."""
+        key = zlib.crc32(f"{self.name}|{case.params_json()}".encode())
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, key])
+        return self.build_inputs(case.params, rng)
+
+    def output_regions(self, params, inputs, output: str) -> list[Region]:
+        if self.regions is not None:
+            regions = self.regions(params, inputs, output)
+            if regions is not None:
+                return regions
+        return [Region(output, None, self.rules[output])]
+
+    def dtype_of(self, params: Mapping[str, Any]) -> str:
+        return str(params.get(self.dtype_key, ""))
+
+
+def _brief(params: Mapping[str, Any], keys: Sequence[str]) -> str:
+    return ", ".join(f"{k}={params.get(k)!r}" for k in keys)
