@@ -1,0 +1,88 @@
+"""pytest integration: options, hypothesis profiles per tier, and the case matrix as tests.
+
+    pytest                                         # smoke tier, all ops, numpy + torch
+    pytest --ops paged_cache_load --backends numpy,torch:cuda --tier nightly -k ND_int8
+
+Tests that take the `op_case` fixture run once per positive case x backend; `negative_case`
+tests run once per negative case x backend and expect a rejection. Ids read
+`<op>-<case id>-<backend>` so `-k` can pick any of the three.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")  # torch-npu installed without CANN
+
+import pytest  # noqa: E402
+
+HYPOTHESIS_EXAMPLES = {"smoke": 3, "nightly": 25, "full": 200}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("opdiff")
+    g.addoption("--ops", default="all", help="comma list of operators to test (default all)")
+    g.addoption("--backends", default="numpy,torch", help="comma list of backends (default numpy,torch)")
+    g.addoption("--tier", default="smoke", choices=("smoke", "nightly", "full"), help="case tier (default smoke)")
+    g.addoption("--seed", type=int, default=0, help="input data seed (default 0)")
+    g.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    from hypothesis import HealthCheck, settings
+
+    for tier, n in HYPOTHESIS_EXAMPLES.items():
+        settings.register_profile(tier, max_examples=n, deadline=None, derandomize=(tier == "smoke"),
+                                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.load_profile(config.getoption("--tier"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _matrix(config):
+    from harness import registry
+
+    cache = getattr(config, "_opdiff_matrix", None)
+    if cache is None:
+        tier = config.getoption("--tier")
+        specs = [registry.op(n) for n in registry.parse_names(config.getoption("--ops"), "op", registry.op_names())]
+        backends = registry.parse_names(config.getoption("--backends"), "backend", registry.backend_names(),
+                                        allow_options=True)
+        cases = [(s, c) for s in specs for c in s.cases(tier)]
+        cache = config._opdiff_matrix = (cases, backends)
+    return cache
+
+
+def pytest_generate_tests(metafunc):
+    wanted = {"op_case", "negative_case"} & set(metafunc.fixturenames)
+    if not wanted:
+        return
+    from harness import registry
+
+    cases, backends = _matrix(metafunc.config)
+    negative = "negative_case" in wanted
+    params = []
+    for spec, case in cases:
+        if case.negative != negative:
+            continue
+        for bname in backends:
+            b = registry.backend(bname)
+            marks = []
+            avail = b.available()
+            if not avail:
+                marks.append(pytest.mark.skip(reason=f"{bname} unavailable: {avail.reason}"))
+            elif b.supports(spec, case):
+                marks.append(pytest.mark.skip(reason=f"{bname} declines: {b.supports(spec, case)}"))
+            params.append(pytest.param((spec, case), bname, id=f"{spec.name}-{case.id}-{bname}", marks=marks))
+    metafunc.parametrize(("negative_case" if negative else "op_case", "backend_name"), params)
+
+
+@pytest.fixture
+def opdiff_options(request):
+    return {"tier": request.config.getoption("--tier"), "seed": request.config.getoption("--seed")}

@@ -1,0 +1,40 @@
+"""The case matrix as tests: every positive case must pass on every selected backend, every
+negative case must be rejected. Failures end with a one-line repro command."""
+from __future__ import annotations
+
+from harness import registry
+from harness.runner import run_case
+from harness.timing import TimingConfig
+
+NO_TIMING = TimingConfig(enabled=False)  # latency belongs to benchmarks, not tests
+
+
+def _explain(rows, tier, seed) -> str:
+    lines = []
+    for r in rows:
+        metrics = ", ".join(f"{k}={r[k]:.4g}" for k in ("max_abs_err", "max_ulp", "baseline_ratio", "mismatch_frac")
+                            if isinstance(r.get(k), (int, float)))
+        lines.append(f"{r['output']} [{r['dtype']}]: {r['verdict']}: {r['reason']}" + (f" ({metrics})" if metrics else ""))
+    r = rows[0]
+    lines.append(f"REPRO: pytest tests/test_matrix.py --ops {r['op']} --backends {r['backend']} --tier {tier} "
+                 f"--seed {seed} -k '{r['op']}-{r['case_id']}-{r['backend']}'")
+    return "\n".join(lines)
+
+
+def test_positive_case(op_case, backend_name, opdiff_options):
+    spec, case = op_case
+    res = run_case(spec, case, [registry.backend(backend_name)], opdiff_options["tier"], opdiff_options["seed"],
+                   NO_TIMING)
+    bad = [r for r in res.rows if not r["ok"]]
+    assert not bad, _explain(bad, **opdiff_options)
+
+
+def test_negative_case_rejected(negative_case, backend_name, opdiff_options):
+    spec, case = negative_case
+    res = run_case(spec, case, [registry.backend(backend_name)], opdiff_options["tier"], opdiff_options["seed"],
+                   NO_TIMING)
+    bad = [r for r in res.rows if not r["ok"]]
+    assert not bad, _explain(bad, **opdiff_options)
+    for r in res.rows:
+        if r["verdict"] == "rejected":
+            assert case.violates in r["reason"], f"rejected for another reason than {case.violates!r}: {r['reason']}"
