@@ -104,7 +104,11 @@ def positive_cases(spec: OpSpec, tier: str) -> list[Case]:
     if plan is None or plan.pairwise:
         dropped = 0
         for n, row in enumerate(pairwise_rows(spec)):
-            full = _complete_valid(spec, row, _rng(spec, tier, f"pw{n}"), tier)
+            full = None
+            for attempt in range(4):  # completion is random; a few draws rescue most rows
+                full = _complete_valid(spec, row, _rng(spec, tier, f"pw{n}.{attempt}"), tier)
+                if full is not None:
+                    break
             dropped += full is None
             add(f"pw{n:02d}", full)
         if dropped:
@@ -113,7 +117,26 @@ def positive_cases(spec: OpSpec, tier: str) -> list[Case]:
     for n in range(plan.sample if plan else 0):
         partial = draw_partial(spec, rng)
         add(f"rand{n:02d}", _complete_valid(spec, partial, rng, tier))
+    if plan and plan.hypothesis:
+        for case in hypothesis_cases(spec, tier, plan.hypothesis):
+            add(case.origin, case.params)
     return out
+
+
+def hypothesis_cases(spec: OpSpec, tier: str, n: int) -> list[Case]:
+    """`n` cases drawn by hypothesis from `strategy(spec)`, derandomized so the matrix is stable."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    found: list[Case] = []
+
+    @settings(max_examples=n, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(strategy(spec, tier))
+    def collect(case):
+        found.append(case)
+
+    collect()
+    return found
 
 
 def draw_partial(spec: OpSpec, rng: random.Random) -> dict:

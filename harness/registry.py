@@ -57,6 +57,20 @@ def op(name: str) -> OpSpec:
         raise UnknownNameError("op", name, op_names()) from None
 
 
+_REGISTERED: dict = {}
+
+
+def register_backend(name: str, factory) -> None:
+    """Register a backend factory programmatically (plugins loaded by hand, tests)."""
+    _REGISTERED[name] = factory
+    backend.cache_clear()
+
+
+def unregister_backend(name: str) -> None:
+    _REGISTERED.pop(name, None)
+    backend.cache_clear()
+
+
 def _entry_points() -> dict:
     try:
         return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
@@ -71,14 +85,17 @@ def _builtin_available(target: str) -> bool:
 
 def backend_names() -> list[str]:
     names = [n for n, t in BUILTIN_BACKENDS.items() if _builtin_available(t)]
-    return names + [n for n in _entry_points() if n not in names]
+    names += [n for n in _entry_points() if n not in names]
+    return names + [n for n in _REGISTERED if n not in names]
 
 
 @functools.lru_cache(maxsize=None)
 def backend(name: str):
     """A backend instance by name (`numpy`, `torch`, `torch:cuda`, an entry point, ...)."""
     base, _, option = name.partition(":")
-    if base in BUILTIN_BACKENDS and _builtin_available(BUILTIN_BACKENDS[base]):
+    if base in _REGISTERED:
+        factory = _REGISTERED[base]
+    elif base in BUILTIN_BACKENDS and _builtin_available(BUILTIN_BACKENDS[base]):
         module, cls = BUILTIN_BACKENDS[base].split(":")
         factory = getattr(importlib.import_module(module), cls)
     elif base in _entry_points():
