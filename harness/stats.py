@@ -28,3 +28,27 @@ def relative_spread(samples_us) -> float:
         return float("inf")
     q25, q50, q75 = np.percentile(x, [25, 50, 75])
     return float((q75 - q25) / q50) if q50 > 0 else float("inf")
+
+
+def stdrel(samples_us) -> float:
+    """Sample standard deviation over mean (nvbench's `stdrel` noise estimate); inf below 2 samples."""
+    x = np.asarray(list(samples_us), dtype=np.float64)
+    if x.size < 2:
+        return float("inf")
+    mean = float(x.mean())
+    return float(x.std(ddof=1) / mean) if mean > 0 else float("inf")
+
+
+def median_ci(samples_us, confidence: float = 0.99) -> tuple[float, float] | tuple[None, None]:
+    """Distribution-free confidence interval of the median from binomial order statistics (asv's
+    approach). Valid for independent samples only: within one process they are not, so use this
+    to describe a run, never to decide a regression (harness.regress decides on run medians)."""
+    x = np.sort(np.asarray(list(samples_us), dtype=np.float64))
+    n = x.size
+    if n < 6:
+        return (float(x[0]), float(x[-1])) if n else (None, None)
+    z = {0.9: 1.645, 0.95: 1.96, 0.99: 2.576}.get(confidence, 2.576)
+    half = z * np.sqrt(n) / 2
+    lo = int(max(0, np.floor(n / 2 - half)))
+    hi = int(min(n - 1, np.ceil(n / 2 + half)))
+    return float(x[lo]), float(x[hi])
