@@ -155,6 +155,7 @@ AXES = {
     "num_heads": (1, 2, 16),
     "head_size_k": (32, 64, 576),
     "head_size_v": (32, 128),
+    "dist": ("uniform", "normal", "tiny", "outliers"),
 }
 
 
