@@ -22,9 +22,10 @@ import numpy as np
 from .compare import METRIC_KEYS, compare
 from .dtypes import cast, name_of
 from .errors import ConstraintViolation, Declined, Rejected
+from .roofline import peak_for, percent_of_peak
 from .spec import Case, OpSpec
 from .stats import summarize
-from .timing import TIER_TIMING, TimingConfig, measure
+from .timing import TIER_TIMING, Measurement, TimingConfig, measure_run
 
 log = logging.getLogger(__name__)
 
@@ -145,30 +146,42 @@ def _run_one(spec, case, backend, inputs, refs, tier, seed, timing):
         log.debug("reference failed on %s/%s:\n%s", spec.name, case.id, traceback.format_exc())
         return _verdict_rows(spec, case, backend.name, "error",
                              f"reference failed: {type(exc).__name__}: {exc}", tier, seed), []
-    samples = _time(spec, case, backend, inputs, timing)
+    m = _time(spec, case, backend, inputs, timing)
+    samples = m.samples
     stats = summarize(samples)
     nbytes, flops = spec.cost(case.params) if spec.cost else (None, None)
     med = stats["median_us"]
+    gbps = (nbytes / (med * 1e3)) if (nbytes and med) else None
+    tflops = (flops / (med * 1e6)) if (flops and med) else None
+    peak = _peak(backend) if (gbps or tflops) else None
     for r in rows:
         r.update(latency_median_us=med, latency_iqr_us=stats["iqr_us"], latency_p20_us=stats["p20_us"],
                  latency_p80_us=stats["p80_us"], latency_min_us=stats["min_us"], n_samples=stats["n_samples"],
-                 timing_mode=backend.timer().mode, bytes=nbytes, flops=flops,
-                 gbps=(nbytes / (med * 1e3)) if (nbytes and med) else None,
-                 tflops=(flops / (med * 1e6)) if (flops and med) else None)
+                 timing_mode=m.mode or backend.timer().mode, bytes=nbytes, flops=flops, gbps=gbps, tflops=tflops,
+                 latency_stdrel=stats["stdrel"], timing_stop=m.stop or None, warmup_calls=m.warmup_calls,
+                 **percent_of_peak(peak, gbps, tflops, r.get("dtype")))
     sample_rows = [{"op": spec.name, "case_id": case.id, "backend": backend.name, "sample_index": i,
                     "latency_us": s} for i, s in enumerate(samples)]
     return rows, sample_rows
 
 
-def _time(spec, case, backend, inputs, timing) -> list[float]:
+def _time(spec, case, backend, inputs, timing) -> Measurement:
     if not timing.enabled:
-        return []
+        return Measurement()
     try:
         prepared = backend.prepare(spec, case, inputs)
-        return measure(backend.timer(), lambda: backend.launch(prepared), timing)
+        return measure_run(backend.timer(), lambda: backend.launch(prepared), timing)
     except Exception as exc:  # timing is best effort once the outputs were judged
         log.warning("timing %s on %s/%s failed: %s", backend.name, spec.name, case.id, exc)
-        return []
+        return Measurement()
+
+
+def _peak(backend):
+    try:
+        return peak_for(backend.device_name())
+    except Exception as exc:  # a device query failing must not lose the row
+        log.warning("no peak for %s: %s", backend.name, exc)
+        return None
 
 
 def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> list[dict]:
