@@ -44,6 +44,7 @@ class TorchBackend(Backend):
 
     def __init__(self, device: str = "cpu"):
         self.device = device
+        self._timer = None
         if device != "cpu":
             self.name = f"torch:{device}"
 
@@ -88,9 +89,36 @@ class TorchBackend(Backend):
 
             torch.npu.synchronize()
 
+    def timer(self):
+        """Device events + an L2-sized flush buffer on cuda/npu (cold by default); host clock on cpu."""
+        if self._timer is None:
+            self._timer = self._make_timer()
+        return self._timer
+
+    def _make_timer(self):
+        from harness.timing import (ASCEND_L2_BYTES, CUDA_L2_FALLBACK_BYTES, DeviceFlusher, EventTimer,
+                                    HostTimer)
+
+        if self.device.startswith("cuda"):
+            import torch
+
+            l2 = getattr(torch.cuda.get_device_properties(self.device), "L2_cache_size", 0) or CUDA_L2_FALLBACK_BYTES
+            return EventTimer("cuda_event", lambda: torch.cuda.Event(enable_timing=True), self.synchronize,
+                              DeviceFlusher.torch(self.device, l2))
+        if self.device.startswith("npu"):
+            import torch
+
+            return EventTimer("npu_event", lambda: torch.npu.Event(enable_timing=True), self.synchronize,
+                              DeviceFlusher.torch(self.device, ASCEND_L2_BYTES))
+        return HostTimer(self.synchronize)
+
     def device_name(self):
         if self.device.startswith("cuda"):
             import torch
 
             return torch.cuda.get_device_name()
+        if self.device.startswith("npu"):
+            import torch
+
+            return torch.npu.get_device_name()  # e.g. "Ascend910B3": matched by harness.roofline
         return self.device
