@@ -97,6 +97,17 @@ def _verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list
     return rows
 
 
+#: callables (spec, case, CaseResult) run on every run_case result, in order (pytest's --opdiff-out
+#: recorder and known-issue tolerances hook in here; the CLI registers none).
+RESULT_HOOKS: list = []
+
+
+def _hooked(spec, case, result):
+    for hook in RESULT_HOOKS:
+        hook(spec, case, result)
+    return result
+
+
 def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed: int = 0,
              timing: TimingConfig | None = None) -> CaseResult:
     timing = timing or TIER_TIMING[tier]
@@ -107,13 +118,13 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
         reason = f"inputs could not be built: {type(exc).__name__}: {exc}"
         for b in backends:
             result.rows += _verdict_rows(spec, case, b.name, "error", reason, tier, seed)
-        return result
+        return _hooked(spec, case, result)
     refs = References(spec, case, inputs)
     for b in backends:
         rows, samples = _run_one(spec, case, b, inputs, refs, tier, seed, timing)
         result.rows += rows
         result.samples += samples
-    return result
+    return _hooked(spec, case, result)
 
 
 def _run_one(spec, case, backend, inputs, refs, tier, seed, timing):
