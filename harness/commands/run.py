@@ -5,17 +5,16 @@ import fnmatch
 import sys
 from collections import Counter, defaultdict
 
-from .. import registry
+from .. import execute, registry
 from ..compare import worst_verdict
 from ..envinfo import fingerprint
 from ..errors import UsageError
 from ..progress import Progress
 from ..results import RunWriter
-from ..runner import run_case
 from ..spec import TIERS
 from ..timing import TIER_TIMING, TimingConfig
 
-VERDICTS = ("pass", "warn", "fail", "error", "rejected", "skipped")
+VERDICTS = ("pass", "warn", "fail", "error", "rejected", "skipped", "crash", "timeout")
 
 
 def add_parser(sub):
@@ -24,11 +23,12 @@ def add_parser(sub):
     p.add_argument("--backends", default="numpy,torch",
                    help="comma list of backends (numpy, torch, torch:cuda, torch_npu, aclnn, ...), or all")
     p.add_argument("--tier", default="smoke", choices=TIERS, help="case matrix size (default smoke)")
-    p.add_argument("--out", required=True, help="run directory to write (run.json, results.parquet)")
+    p.add_argument("--out", help="run directory to write (run.json, results.parquet); required unless --resume")
     p.add_argument("--seed", type=int, default=0, help="input data seed (default 0)")
     p.add_argument("--case", action="append", default=[], metavar="ID",
                    help="only cases whose id matches (glob; repeatable)")
     p.add_argument("--no-timing", action="store_true", help="skip latency measurement")
+    execute.add_options(p)
     p.set_defaults(func=main)
 
 
@@ -40,6 +40,7 @@ def select(args):
 
 
 def main(args) -> int:
+    old_meta, done = execute.prepare(args)
     specs, backends = select(args)
     plan = []
     for spec in specs:
@@ -49,32 +50,51 @@ def main(args) -> int:
         plan += [(spec, c) for c in cases]
     if not plan:
         raise UsageError(f"no case matches --case {' '.join(args.case)} in tier {args.tier!r}")
+    plan_total, plan = len(plan), execute.shard_plan(plan, args)
     devices = {b.name: (b.device_name() if b.available() else "unavailable") for b in backends}
     meta = {"command": sys.argv, "ops": [s.name for s in specs], "backends": [b.name for b in backends],
             "tier": args.tier, "seed": args.seed, "env": fingerprint(devices),
             "availability": {b.name: b.available().reason or "available" for b in backends}}
-    writer = RunWriter(args.out, meta)
     timing = TimingConfig(enabled=False) if args.no_timing else TIER_TIMING[args.tier]
+    ex = execute.Executor(specs, backends, args, timing)
+    meta.update(plan_args=execute.plan_args(args), shard=args.shard, plan_total=plan_total, **ex.describe())
+    if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
+        meta = dict(old_meta, status="running", resumed=old_meta.get("resumed", 0) + 1)
+    writer = RunWriter(args.out, meta)
+    done_log = execute.resume.DoneLog(writer.dir)
     progress = Progress(len(plan))
     table: dict = defaultdict(Counter)
     failures = []
-    for spec, case in plan:
-        res = run_case(spec, case, backends, args.tier, args.seed, timing)
-        writer.append(res.rows, res.samples)
-        by_backend = defaultdict(list)
-        for r in res.rows:
-            by_backend[r["backend"]].append(r)
-        for bname, rows in by_backend.items():
-            table[(spec.name, bname)][worst_verdict(r["verdict"] for r in rows)] += 1
-            bad = [r for r in rows if not r["ok"]]
-            if bad:
-                failures.append(bad[0])
-        progress.step(f"{spec.name}/{case.id}", res.ok)
+    if done:
+        _tally(execute.resume.read_jsonl(writer.dir / "results.jsonl"), table, failures)
+    try:
+        for spec, case in plan:
+            if (spec.name, case.id) in done:
+                continue
+            res = ex.run_case(spec, case)
+            writer.append(res.rows, res.samples)
+            done_log.add(spec.name, case.id)
+            _tally(res.rows, table, failures)
+            progress.step(f"{spec.name}/{case.id}", res.ok)
+    finally:
+        ex.close()
+        done_log.close()
     progress.close()
-    summary = {"cases": len(plan), "failed": len(failures)}
+    summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
     writer.finish(summary)
     _print_summary(table, failures, args.out)
     return 1 if failures else 0
+
+
+def _tally(rows, table, failures) -> None:
+    by_case = defaultdict(list)
+    for r in rows:
+        by_case[(r["op"], r["case_id"], r["backend"])].append(r)
+    for (op, _, bname), brows in by_case.items():
+        table[(op, bname)][worst_verdict(r["verdict"] for r in brows)] += 1
+        bad = [r for r in brows if not r["ok"]]
+        if bad:
+            failures.append(bad[0])
 
 
 def _print_summary(table, failures, out_dir):

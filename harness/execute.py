@@ -1,0 +1,152 @@
+"""What `run` does per case beyond the plain runner: isolation, timeouts, known issues, shards, resume.
+
+    add_options(parser)          --isolate/--no-isolate, --timeout, --resume, --shard, --known-issues
+    prepare(args)                validates them; with --resume, rebuilds args from DIR/run.json
+    Executor(backends, args)     run_case(spec, case) -> CaseResult with the ledger applied
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+from . import ledger as ledger_mod
+from . import resume, shard
+from .errors import UsageError
+from .runner import CaseResult, run_case
+
+log = logging.getLogger(__name__)
+
+#: per-case limit of an isolated backend when --timeout is not given: a hung kernel must not
+#: stall a nightly matrix for hours; generous enough for a cold first launch (op compilation).
+DEFAULT_ISOLATED_TIMEOUT_S = 600.0
+# option -> its default, to tell which plan options were given alongside --resume
+PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed": 0, "case": [],
+                 "no_timing": False, "shard": None, "isolate": None, "known_issues": None}
+
+
+def add_options(p) -> None:
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                   help="run backends in a worker process (a crash or hang becomes a verdict); default: on for "
+                        "backends that may crash the process (torch_npu, aclnn), off for numpy/torch")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help=f"seconds one case may take on an isolated backend before it is killed and recorded as "
+                        f"`timeout` (default {DEFAULT_ISOLATED_TIMEOUT_S:g}); implies --isolate for all backends")
+    p.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR (plan read from DIR/run.json)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1-based, deterministic, cost-balanced)")
+    p.add_argument("--known-issues", metavar="DIR",
+                   help="directory of <backend>.toml known-issue files (default cases/known_issues)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return v
+
+
+def prepare(args) -> tuple[dict | None, set]:
+    """Validate run options. Returns (meta of the run being resumed or None, completed (op, case_id))."""
+    old_meta, done = None, set()
+    if args.resume:
+        given = [k for k, d in PLAN_DEFAULTS.items() if getattr(args, k, d) != d]
+        if given:
+            raise UsageError(f"--resume rebuilds the plan from {args.resume}/run.json; drop "
+                             + ", ".join("--" + k.replace("_", "-") for k in given))
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise UsageError(f"--resume {args.resume} writes into that directory; drop --out {args.out}")
+        old_meta = resume.read_meta(args.resume)
+        for k, v in old_meta["plan_args"].items():
+            if k in resume.PLAN_KEYS and not (k == "timeout" and args.timeout is not None):
+                setattr(args, k, v)
+        args.out = args.resume
+        done, dropped = resume.prune(args.resume)
+        log.warning("resuming %s: %d case(s) already done, %d row(s) of unfinished cases dropped",
+                    args.resume, len(done), dropped)
+    elif not args.out:
+        raise UsageError("give --out DIR (a new run directory) or --resume DIR (an interrupted run)")
+    else:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: exists and is not a directory")
+        if (out / "run.json").exists():
+            raise UsageError(f"--out {out}: already holds a run (run.json); use --resume {out} to finish it, "
+                             f"or choose a new directory")
+    if args.shard:
+        shard.parse(args.shard)
+    if args.isolate is False and args.timeout is not None:
+        raise UsageError("--timeout needs isolated workers; drop --no-isolate or --timeout")
+    return old_meta, done
+
+
+def plan_args(args) -> dict:
+    return {k: getattr(args, k, None) for k in resume.PLAN_KEYS}
+
+
+def shard_plan(plan: list, args) -> list:
+    if not args.shard:
+        return plan
+    i, n = shard.parse(args.shard)
+    return shard.select(plan, i, n)
+
+
+class Executor:
+    """Runs one case on every backend: in-process, or in an isolated worker, with known issues applied."""
+
+    def __init__(self, specs, backends, args, timing):
+        from .isolate import IsolatedRunner
+
+        self.tier, self.seed, self.timing = args.tier, args.seed, timing
+        self.ledger = ledger_mod.load(args.known_issues, [b.name for b in backends])
+        self.ledger.check_unmatched(specs)
+        isolate_all = args.isolate is True or (args.isolate is None and args.timeout is not None)
+        self.isolated = [b for b in backends if args.isolate is not False and b.available()
+                         and (isolate_all or getattr(b, "may_crash", False))]
+        iso_names = {b.name for b in self.isolated}
+        self.order = [b.name for b in backends]
+        self.inproc = [b for b in backends if b.name not in iso_names]
+        self.pool = None
+        if self.isolated:
+            timeout = args.timeout if args.timeout is not None else DEFAULT_ISOLATED_TIMEOUT_S
+            self.pool = IsolatedRunner(self.isolated, args.tier, args.seed, timing, timeout)
+
+    def describe(self) -> dict:
+        return {"isolated_backends": [b.name for b in self.isolated],
+                "timeout_s": self.pool.timeout if self.pool else None}
+
+    def run_case(self, spec, case) -> CaseResult:
+        result = CaseResult()
+        quarantined = {}
+        for b in self.inproc + self.isolated:
+            e = self.ledger.quarantine(spec, case, b.name)
+            if e is not None:
+                quarantined[b.name] = self.ledger.quarantine_rows(spec, case, b.name, e, self.tier, self.seed)
+        parts = {}
+        inproc = [b for b in self.inproc if b.name not in quarantined]
+        if inproc:
+            r = run_case(spec, case, inproc, self.tier, self.seed, self.timing)
+            result.samples += r.samples
+            for row in r.rows:
+                parts.setdefault(row["backend"], []).append(row)
+        isolated = [b for b in self.isolated if b.name not in quarantined]
+        if isolated:
+            self.pool.backends = isolated
+            r = self.pool.run_case(spec, case)
+            result.samples += r.samples
+            for row in r.rows:
+                parts.setdefault(row["backend"], []).append(row)
+        parts.update(quarantined)
+        for name in self.order:  # rows in the order the backends were given
+            result.rows += parts.pop(name, [])
+        for rows in parts.values():
+            result.rows += rows
+        self.ledger.apply(spec, case, result.rows)
+        return result
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()

@@ -1,0 +1,295 @@
+"""Run backends that can take the process down in a worker process.
+
+A kernel on an NPU can segfault, abort or hang. `IsolatedRunner` sends one (case, backend) at a
+time to a long-lived worker (`python -m harness.isolate`) and reads the rows back as JSON:
+
+  the worker dies on a signal or exits   -> verdict `crash` (signal name, stderr tail, repro)
+  no answer within `timeout` seconds     -> verdict `timeout`; the worker is killed
+  either way the worker is replaced lazily and the run continues with the next case.
+
+The protocol is JSON lines (no pickle): requests on the worker's stdin, answers on a private
+copy of its stdout; the worker points fd 1 at stderr so that library chatter on stdout (CANN
+logs) cannot corrupt the protocol. The worker inherits the environment, so a device pinned
+through ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES stays pinned.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .runner import CaseResult, _verdict_rows
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+#: seconds a fresh worker may take to import its libraries (torch_npu + CANN init can be slow).
+STARTUP_TIMEOUT_S = 300.0
+#: characters of the worker's stderr quoted in a crash reason.
+STDERR_TAIL = 600
+
+
+def backend_ref(backend) -> dict:
+    """How the worker rebuilds a backend instance: its class path and the option after the colon."""
+    cls = type(backend)
+    option = getattr(backend, "option", None)
+    if option is None and ":" in getattr(backend, "name", ""):
+        option = backend.name.partition(":")[2]
+    return {"name": backend.name, "cls": f"{cls.__module__}:{cls.__qualname__}", "option": option or None}
+
+
+def signal_name(returncode: int | None) -> str:
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name} ({-returncode})"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class WorkerTimeout(Exception):
+    pass
+
+
+class _Worker:
+    def __init__(self, env: dict | None = None):
+        self.stderr = tempfile.TemporaryFile(mode="w+b")
+        child_env = dict(os.environ if env is None else env)
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), child_env.get("PYTHONPATH", "")) if p)
+        child_env.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+        # start_new_session: a timeout kills the worker's whole process group, helpers included
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.isolate"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, env=child_env, cwd=str(ROOT),
+                                     start_new_session=True)
+        self._buf = b""
+        self.ready = False
+
+    def request(self, msg: dict, timeout: float | None) -> dict:
+        if not self.ready:
+            hello = self._read(STARTUP_TIMEOUT_S)
+            if hello.get("ready") is not True:
+                raise WorkerDied(f"worker did not start: {hello}")
+            self.ready = True
+        try:
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerDied(self.death_reason()) from None
+        return self._read(timeout)
+
+    def _read(self, timeout: float | None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WorkerTimeout()
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise WorkerTimeout()
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise WorkerDied(self.death_reason())
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def death_reason(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        return f"worker process died with {signal_name(rc)}{self.stderr_tail()}"
+
+    def stderr_tail(self) -> str:
+        try:
+            self.stderr.seek(0, os.SEEK_END)
+            size = self.stderr.tell()
+            self.stderr.seek(max(0, size - STDERR_TAIL))
+            tail = self.stderr.read().decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+        return f"; stderr tail: {tail[-STDERR_TAIL:]}" if tail else ""
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        self._close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+                return
+        self._close()
+
+    def _close(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout, self.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class IsolatedRunner:
+    """Runs cases of selected backends in a worker process; replaces the worker after a crash or timeout."""
+
+    def __init__(self, backends: list, tier: str, seed: int, timing=None, timeout: float | None = None,
+                 env: dict | None = None):
+        self.backends, self.tier, self.seed = list(backends), tier, seed
+        self.timing = None if timing is None else dataclasses.asdict(timing)
+        self.timeout = timeout
+        self.env = env
+        self._worker: _Worker | None = None
+        self.crashes = self.timeouts = self.workers_started = 0
+
+    def run_case(self, spec, case) -> CaseResult:
+        result = CaseResult()
+        for b in self.backends:
+            rows, samples = self._one(spec, case, b)
+            result.rows += rows
+            result.samples += samples
+        return result
+
+    def _one(self, spec, case, backend):
+        msg = {"op": spec.name, "case_id": case.id, "case_tier": case.tier, "params": case.params_json(),
+               "origin": case.origin, "violates": case.violates, "backend": backend_ref(backend),
+               "tier": self.tier, "seed": self.seed, "timing": self.timing}
+        if self._worker is None:
+            self._worker = _Worker(self.env)
+            self.workers_started += 1
+        try:
+            answer = self._worker.request(msg, self.timeout)
+        except WorkerTimeout:
+            self._worker.kill()
+            self._worker = None
+            self.timeouts += 1
+            reason = (f"no result within --timeout {self.timeout:g}s; worker killed and replaced"
+                      if self.timeout is not None else "worker did not answer")
+            log.warning("%s on %s/%s: timeout", backend.name, spec.name, case.id)
+            return _verdict_rows(spec, case, backend.name, "timeout", reason, self.tier, self.seed), []
+        except WorkerDied as exc:
+            self._worker.kill()
+            self._worker = None
+            self.crashes += 1
+            log.warning("%s on %s/%s: crash: %s", backend.name, spec.name, case.id, exc)
+            return _verdict_rows(spec, case, backend.name, "crash", str(exc), self.tier, self.seed), []
+        if "error" in answer:  # the worker itself failed to set the case up
+            return _verdict_rows(spec, case, backend.name, "error", f"isolated worker: {answer['error']}",
+                                 self.tier, self.seed), []
+        return answer["rows"], answer["samples"]
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- worker side ---------------------------------------------------------------------------------
+
+def _make_backend(ref: dict, cache: dict):
+    key = (ref["cls"], ref["option"])
+    if key not in cache:
+        module, _, qual = ref["cls"].partition(":")
+        obj = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+        cache[key] = obj(ref["option"]) if ref["option"] else obj()
+    return cache[key]
+
+
+def _find_case(spec, msg: dict, cache: dict):
+    from .spec import Case
+
+    key = (spec.name, msg["tier"])
+    if key not in cache:
+        cache[key] = {c.id: c for c in spec.cases(msg["tier"])}
+    case = cache[key].get(msg["case_id"])
+    if case is None:  # not derived from the tier (a hand-built case): rebuild it from its params
+        case = Case(op=spec.name, id=msg["case_id"], params=json.loads(msg["params"]), origin=msg["origin"],
+                    violates=msg["violates"], tier=msg["case_tier"])
+    return case
+
+
+def _serve(inp, out) -> None:
+    from . import registry
+    from .runner import References, _run_one
+    from .timing import TimingConfig
+
+    backends, cases = {}, {}
+    last = (None, None, None)  # (key, inputs, refs): reuse golden/baseline across backends of a case
+    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    out.flush()
+    for line in inp:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        try:
+            spec = registry.op(msg["op"])
+            case = _find_case(spec, msg, cases)
+            backend = _make_backend(msg["backend"], backends)
+            timing = TimingConfig(**msg["timing"]) if msg["timing"] else TimingConfig(enabled=False)
+            key = (spec.name, case.id, msg["seed"])
+            if last[0] != key:
+                try:
+                    inputs = spec.make_inputs(case, msg["seed"])
+                except Exception as exc:
+                    rows = _verdict_rows(spec, case, backend.name, "error",
+                                         f"inputs could not be built: {type(exc).__name__}: {exc}",
+                                         msg["tier"], msg["seed"])
+                    _answer(out, {"rows": rows, "samples": []})
+                    continue
+                last = (key, inputs, References(spec, case, inputs))
+            rows, samples = _run_one(spec, case, backend, last[1], last[2], msg["tier"], msg["seed"], timing)
+            _answer(out, {"rows": rows, "samples": samples})
+        except Exception as exc:  # keep serving: one bad request must not end the worker
+            _answer(out, {"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _answer(out, obj) -> None:
+    from .results import _json_safe
+
+    out.write(json.dumps(obj, default=_json_safe) + "\n")
+    out.flush()
+
+
+def worker_main() -> None:
+    # The protocol gets a private copy of stdout; fd 1 then goes to stderr so that anything a
+    # library prints cannot interleave with an answer.
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.WARNING, format="worker %(levelname)s %(name)s: %(message)s")
+    _serve(sys.stdin, proto)
+
+
+if __name__ == "__main__":
+    worker_main()

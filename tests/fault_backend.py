@@ -1,0 +1,99 @@
+"""A test-only backend that misbehaves on chosen cases (never in the default backend list).
+
+It computes like the numpy backend, except on cases whose id matches a glob in OPDIFF_FAULTS:
+
+    OPDIFF_FAULTS="segfault=base-*;hang=edge-cache_dtype-0-*;raise=pw00-*;garbage=pw01-*;slow=0.05"
+
+  segfault  kills its own process with SIGSEGV      abort   os.abort() (SIGABRT)
+  hang      sleeps for an hour                       raise   raises RuntimeError
+  garbage   returns outputs full of wrong values     slow=S  sleeps S seconds on every case
+
+The environment is read at every call, so a worker process started later sees the same faults.
+Register it with `register()`; `python -m tests.fault_backend ARGS` is `python -m harness ARGS`
+with the backend registered (for tests that run the CLI as a separate process).
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from backends.base import Backend
+from harness.dtypes import cast
+
+ENV = "OPDIFF_FAULTS"
+KINDS = ("segfault", "abort", "hang", "raise", "garbage")
+
+
+def faults() -> dict:
+    out = {}
+    for part in os.environ.get(ENV, "").split(";"):
+        if "=" in part:
+            k, _, v = part.partition("=")
+            out.setdefault(k.strip(), []).append(v.strip())
+    return out
+
+
+def fault_for(case_id: str) -> str | None:
+    f = faults()
+    for kind in KINDS:
+        if any(fnmatch.fnmatchcase(case_id, pat) for pat in f.get(kind, [])):
+            return kind
+    return None
+
+
+class FaultBackend(Backend):
+    name = "fault"
+    may_crash = True
+
+    def prepare(self, spec, case, inputs):
+        return {"spec": spec, "case": case, "inputs": inputs, "out": None}
+
+    def launch(self, prepared):
+        from harness import registry
+
+        case = prepared["case"]
+        slow = faults().get("slow")
+        if slow:
+            time.sleep(float(slow[-1]))
+        kind = fault_for(case.id)
+        if kind == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif kind == "abort":
+            os.abort()
+        elif kind == "hang":
+            time.sleep(3600)
+        elif kind == "raise":
+            raise RuntimeError(f"injected fault on {case.id}")
+        prepared["out"] = registry.backend("numpy").golden(prepared["spec"], case, prepared["inputs"])
+        prepared["garbage"] = kind == "garbage"
+
+    def fetch(self, prepared):
+        spec, case = prepared["spec"], prepared["case"]
+        dtypes = spec.output_dtypes(case.params)
+        out = {}
+        for k, v in prepared["out"].items():
+            if k not in dtypes:
+                continue
+            v = np.asarray(v)
+            if prepared["garbage"]:
+                v = np.full(v.shape, 77, dtype=np.float64)  # far from any golden value of the paged caches
+            out[k] = cast(v, dtypes[k])
+        return out
+
+
+def register() -> None:
+    from harness import registry
+
+    registry.register_backend("fault", FaultBackend)
+
+
+if __name__ == "__main__":
+    register()
+    from harness.cli import main
+
+    sys.exit(main(sys.argv[1:]))
