@@ -29,7 +29,18 @@ def add_parser(sub):
                    help="only cases whose id matches (glob; repeatable)")
     p.add_argument("--no-timing", action="store_true", help="skip latency measurement")
     execute.add_options(p)
-    p.set_defaults(func=main)
+    p.add_argument("--cache", choices=("auto", "cold", "hot"), default="auto",
+                   help="cache state per latency sample: cold flushes an L2-sized buffer first (default on "
+                        "devices: 192 MiB on Ascend, the queried L2 on CUDA), hot does not (default on CPU)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run every case in N separate processes (replicates) and merge them; regression "
+                        "verdicts (`compare`) need N >= 3 on each side, e.g. --repeat 5")
+    p.add_argument("--interleave-cwd", metavar="DIR",
+                   help="with --repeat: alternate each replicate with one run from this other checkout "
+                        "(A B A B ...), results in --interleave-out")
+    p.add_argument("--interleave-python", metavar="PY", help="interpreter of the other side (another environment)")
+    p.add_argument("--interleave-out", metavar="DIR", help="run directory of the other side")
+    p.set_defaults(func=main, parser=p)
 
 
 def select(args):
@@ -40,6 +51,10 @@ def select(args):
 
 
 def main(args) -> int:
+    if getattr(args, "repeat", 1) > 1:
+        from ..repeat import run_repeated
+
+        return run_repeated(args.parser, args)
     old_meta, done = execute.prepare(args)
     specs, backends = select(args)
     plan = []
@@ -55,7 +70,7 @@ def main(args) -> int:
     meta = {"command": sys.argv, "ops": [s.name for s in specs], "backends": [b.name for b in backends],
             "tier": args.tier, "seed": args.seed, "env": fingerprint(devices),
             "availability": {b.name: b.available().reason or "available" for b in backends}}
-    timing = TimingConfig(enabled=False) if args.no_timing else TIER_TIMING[args.tier]
+    timing = TimingConfig(enabled=False) if args.no_timing else TIER_TIMING[args.tier].with_cache(args.cache)
     ex = execute.Executor(specs, backends, args, timing)
     meta.update(plan_args=execute.plan_args(args), shard=args.shard, plan_total=plan_total, **ex.describe())
     if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
