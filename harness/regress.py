@@ -65,7 +65,14 @@ def mwu_greater(x, y) -> float:
     m, n = x.size, y.size
     if m == 0 or n == 0:
         return 1.0
-    u = float(np.sum(x[:, None] > y[None, :]) + 0.5 * np.sum(x[:, None] == y[None, :]))
+    pooled = np.concatenate([x, y])
+    order = np.argsort(pooled, kind="mergesort")
+    ranks = np.empty(m + n)
+    ranks[order] = np.arange(1, m + n + 1)
+    vals, inv = np.unique(pooled, return_inverse=True)
+    if vals.size < m + n:  # midranks for ties
+        ranks = (np.bincount(inv, ranks) / np.bincount(inv))[inv]
+    u = float(ranks[:m].sum() - m * (m + 1) / 2)
     if m <= 30 and n <= 30:
         dist = _u_distribution(m, n)
         total = math.comb(m + n, m)
