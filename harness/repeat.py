@@ -73,7 +73,7 @@ def run_repeated(parser, args) -> int:
             log.info("replicate %d/%d: %s", k + 1, n, " ".join(argv))
             env = dict(os.environ)
             if cwd:
-                env["PYTHONPATH"] = str(Path(cwd).resolve())
+                env["PYTHONPATH"] = os.pathsep.join(x for x in (str(Path(cwd).resolve()), env.get("PYTHONPATH")) if x)
             proc = subprocess.run([python, "-m", "harness", *argv], cwd=cwd, env=env)
             if proc.returncode not in (0, 1):
                 log.warning("replicate %s exited %d", rep, proc.returncode)
