@@ -1,0 +1,225 @@
+"""torch_npu backend: the operators through their fused torch_npu entry points.
+
+    torch_npu.npu_incre_flash_attention, npu_nsa_compress_infer (NsaCompressWithCache),
+    npu_dequant_rope_quant_kvcache (npu_rope_quant_kvcache for non-int32 x),
+    npu_nsa_select_attention_grad, torch_npu.atb.npu_paged_cache_load (NZ caches through
+    npu_format_cast(x, 29)).
+
+The inputs dict is keyed by the torch_npu argument names, so the backend is a pass-through; what
+differs per operator lives in `backends/torch_npu_ops.py`. Inputs move to the device once per case
+in `prepare` (untimed), `launch` is the bare call, `fetch` brings outputs back as numpy; caches the
+op updates in place are read back from the input tensors after the call. Latency comes from
+`torch_npu.npu.Event(enable_timing=True)` pairs around the launch.
+
+`--backends torch_npu` uses logical device 0, `torch_npu:1` logical device 1: logical ids count the
+devices that ASCEND_RT_VISIBLE_DEVICES leaves visible (the runtime re-indexes them from 0), so the
+variable is honoured by never bypassing it.
+
+The call target is injectable (`api=`): the test suite passes a namespace of `torch.ops.<ns>`
+operators defined from the real torch_npu schemas, so every call is checked by the PyTorch
+dispatcher against the real signatures without an NPU (tests/npu_schemas.py).
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+
+from harness.errors import Declined, Rejected
+
+from .base import Availability, Backend
+from .torch_backend import to_numpy, to_torch
+from .torch_npu_env import load, npu_availability, visible_devices_note
+from .torch_npu_ops import ADAPTERS, Call
+
+log = logging.getLogger(__name__)
+
+# Messages of the dispatcher's own argument binding: a call that does not fit the schema is a bug of
+# this backend (or of a case builder), never a device rejection.
+SCHEMA_ERRORS = re.compile(r"Unknown keyword argument|missing value for argument|Expected a value of type|"
+                           r"expected at most \d+ argument|failed to match any schema|got multiple values")
+# What a refusal by the Ascend stack looks like: aclnn GetWorkspaceSize statuses 161001/161002
+# (acl_abi.md section 3), CANN error codes (EZ1001 ...), torch_npu's ERRxxxxx suffix, ATB Setup/check text.
+REFUSAL = re.compile(r"\b16100[12]\b|\bE[A-Z]\d{4}\b|ERR\d{5}|aclnn\w*GetWorkspaceSize|PARAM_INVALID|"
+                     r"Setup failed|check failed|not support", re.IGNORECASE)
+# Device faults (AICORE/vector-core exceptions, 507xxx) are errors even when they surface at the call.
+DEVICE_FAULT = re.compile(r"\b507\d{3}\b|AICORE|AIV_|VECTOR_CORE|_EXCEPTION|_TIMEOUT")
+
+
+def classify(exc: Exception) -> str:
+    """'rejected' for a refusal by the Ascend stack, 'error' for anything else (our bugs, device faults)."""
+    text = str(exc)
+    if SCHEMA_ERRORS.search(text) or DEVICE_FAULT.search(text):
+        return "error"
+    return "rejected" if REFUSAL.search(text) else "error"
+
+
+class NpuEventTimer:
+    """Device time between two events recorded around the launch on the current stream."""
+
+    mode = "npu_event"
+
+    def __init__(self, torch_npu):
+        self._npu = torch_npu.npu
+
+    def elapsed_us(self, launch):
+        start = self._npu.Event(enable_timing=True)
+        end = self._npu.Event(enable_timing=True)
+        start.record()
+        launch()
+        end.record()
+        end.synchronize()  # elapsed_time needs the end event completed (acl_abi.md section 5 "Timing")
+        return float(start.elapsed_time(end)) * 1e3  # ms -> us
+
+
+def parse_device(option: str | None) -> str:
+    """'' / None -> npu:0, '1' -> npu:1, 'npu:2' -> npu:2 (logical ids, after ASCEND_RT_VISIBLE_DEVICES)."""
+    text = (option or "0").strip()
+    if text.startswith("npu"):
+        text = text[3:].lstrip(":") or "0"
+    if not text.isdigit():
+        from harness.errors import UsageError
+
+        raise UsageError(f"torch_npu device option {option!r}: expected a logical device index like torch_npu:1")
+    return f"npu:{int(text)}"
+
+
+class TorchNpuBackend(Backend):
+    name = "torch_npu"
+    may_crash = True  # an out-of-bounds kernel access can take the device (and the process) down
+
+    def __init__(self, option: str | None = None, *, api=None, device: str | None = None):
+        """`api`: the object the torch_npu functions are looked up on (default: the torch_npu module)."""
+        self._api = api
+        if api is not None:
+            self.device = device or "cpu"
+            self.name = "torch_npu[injected]"
+        else:
+            self.device = parse_device(option)
+            if option:
+                self.name = f"torch_npu:{option}"
+        self._device_set = False
+
+    # ---- availability ----------------------------------------------------------------------------------------
+    def available(self) -> Availability:
+        if self._api is not None:
+            return Availability(True)
+        avail = npu_availability()
+        if not avail:
+            return avail
+        index = int(self.device.split(":")[1])
+        count = int(load().npu.device_count())
+        if index >= count:
+            return Availability(False, f"{self.device} requested but only {count} NPU(s) visible "
+                                       f"({visible_devices_note()})")
+        return Availability(True)
+
+    def supports(self, spec, case):
+        ad = ADAPTERS.get(spec.name)
+        if ad is None:
+            return f"no torch_npu adapter for {spec.name} (backends/torch_npu_ops.py)"
+        if ad.device_decline is not None and self._api is None:
+            why = ad.device_decline(self.device_name())
+            if why:
+                return why
+        if case.negative:
+            why = _unsafe_negative(spec, case)
+            if why:
+                return why
+        return None
+
+    # ---- running ---------------------------------------------------------------------------------------------
+    @property
+    def api(self):
+        return self._api if self._api is not None else load()
+
+    def _ensure_device(self):
+        if self._api is None and not self._device_set:
+            self.api.npu.set_device(self.device)
+            self._device_set = True
+
+    def prepare(self, spec, case, inputs):
+        ad = ADAPTERS.get(spec.name)
+        if ad is None:
+            raise Declined(f"no torch_npu adapter for {spec.name}")
+        if ad.case_decline is not None:
+            why = ad.case_decline(case.params, inputs)
+            if why:
+                raise Declined(why)
+        self._ensure_device()
+        tensors = {k: self._to_device(k, v, ad.host_int_lists) for k, v in inputs.items()}
+        call = ad.bind(self.api, tensors, case.params)
+        self.synchronize()
+        return {"spec": spec, "case": case, "adapter": ad, "call": call, "out": None}
+
+    def _to_device(self, key, value, host_lists):
+        if key in host_lists and value is not None:
+            return [int(v) for v in np.asarray(value).reshape(-1)]  # int[] / SymInt[]: a host list
+        if isinstance(value, np.ndarray):
+            t = to_torch(value, self.device)
+            # on cpu, to_torch shares memory with the numpy input: in-place ops must not write the case's data
+            return t.clone() if t.device.type == "cpu" else t
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    def launch(self, prepared):
+        call: Call = prepared["call"]
+        try:
+            prepared["out"] = call.fn(*call.args, **call.kwargs)
+        except RuntimeError as exc:
+            # Parameter checks (aclnn GetWorkspaceSize, ATB Setup) raise from the call itself; a call that does
+            # not fit the schema, or a Python error, is ours and stays an error, as do device faults.
+            if classify(exc) != "rejected":
+                raise
+            raise Rejected(f"{call.name} refused the case: {str(exc).strip().splitlines()[0][:300]}") from exc
+
+    def fetch(self, prepared):
+        spec, ad, call = prepared["spec"], prepared["adapter"], prepared["call"]
+        out = prepared["out"]
+        values = list(out) if isinstance(out, (tuple, list)) else [out]
+        by_name = dict(zip(ad.returns, values))
+        if len(values) == len(spec.outputs):  # OpSpec.outputs follow the API's return order
+            by_name.update(zip(spec.outputs, values))
+        for name in ad.in_place:  # the cache the op updated in place, read after the call
+            by_name[name] = call.tensors[name]
+        missing = [o for o in spec.outputs if o not in by_name]
+        if missing:
+            raise RuntimeError(f"{call.name} returned {len(values)} tensor(s); cannot map outputs {missing}")
+        return {o: to_numpy(by_name[o]) for o in spec.outputs}
+
+    def synchronize(self):
+        if self._api is None:
+            load().npu.synchronize()
+
+    def timer(self):
+        if self._api is None:
+            return NpuEventTimer(load())
+        return super().timer()
+
+    def device_name(self):
+        if self._api is not None:
+            return f"{self.device} (injected torch_npu API)"
+        if not self.available():
+            return "unavailable"
+        try:
+            name = load().npu.get_device_name(int(self.device.split(":")[1]))
+        except Exception as exc:  # a name is informative only
+            log.debug("get_device_name failed: %s", exc)
+            name = "NPU"
+        return f"{name} ({self.device}; {visible_devices_note()})"
+
+
+def _unsafe_negative(spec, case) -> str | None:
+    """Negative cases whose fault lives in the data (an out-of-range id, a duplicate slot): the kernels do
+    not bounds-check (ops.md sections 1 and 4), so running them writes or reads outside the tensors."""
+    try:
+        c = spec.constraint(case.violates)
+    except Exception:
+        return None
+    data_fault = "fault" in c.params or (c.check_inputs is not None and c.satisfied(case.params))
+    if data_fault:
+        return (f"negative case breaks data-level constraint {c.name!r}: the kernel does not check it, so running "
+                f"it on the device risks out-of-bounds memory access")
+    return None
