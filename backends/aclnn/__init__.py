@@ -1,0 +1,296 @@
+"""aclnn backend: CANN's two-phase C API through ctypes (ATB's C API for PagedCacheLoad).
+
+    prepare  device copies + aclTensors (untimed), phase 1 (XxxGetWorkspaceSize): a non-zero status is
+             the verdict `rejected` (harness.errors.Rejected with the status name and aclGetRecentErrMsg),
+             workspace allocated only when its size is > 0
+    launch   phase 2 on the backend's stream (an unused phase-1 executor first, else phase 1 again: a
+             non-repeatable executor is consumed by each phase 2); a failure raises AclCallError (`error`)
+    fetch    device-to-host copies of the outputs
+
+Resources of a prepared call are released exactly once: by `run()` after fetching, or, for calls the
+harness prepares for timing, when the next call is prepared or the backend is closed. An executor that
+phase 2 never consumed is destroyed with aclDestroyAclOpExecutor; an ATB operation with
+atb::DestroyOperation. Nothing here touches CANN at import time.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+from ctypes import byref, c_uint64, c_void_p
+
+from harness.errors import Rejected
+
+from . import _codes
+from ._lib import ACLNN_OPS, Cann, CannUnavailable, load
+from ._runtime import AclCallError, Runtime, check, recent_error
+from ._tensor import DeviceBuffer, Scope
+from .ops import BINDINGS, Binding
+
+from backends.base import Availability, Backend
+
+log = logging.getLogger(__name__)
+__all__ = ["AclnnBackend", "AclCallError"]
+
+
+class Call:
+    """One prepared operator call: its scope, phase-1 arguments, outputs, and executor / ATB op state."""
+
+    def __init__(self, backend: "AclnnBackend", binding: Binding):
+        self.backend, self.binding = backend, binding
+        self.rt: Runtime = backend._runtime
+        self.scope = Scope(self.rt)
+        self.outputs: dict[str, DeviceBuffer] = {}
+        self.args: list = []
+        self.executor: int | None = None      # phase-1 executor not yet consumed by a phase 2
+        self.atb_op = c_void_p(None)           # ATB: NULL until the first GetWorkspaceSize creates it
+        self.workspace: int | None = None
+        self.workspace_size = 0
+        self.launched = False                  # work queued since the last synchronize
+        self.closed = False
+
+    # ---- helpers for ops.py builders ------------------------------------------------------------------------
+    def tensor(self, array, fmt: int = _codes.ACL_FORMAT_ND) -> int:
+        return self.scope.tensor(array, fmt).handle
+
+    def output(self, name: str, shape, dtype: str, fmt: int = _codes.ACL_FORMAT_ND) -> int:
+        buf = self.scope.empty(shape, dtype, fmt)
+        self.outputs[name] = buf
+        return buf.handle
+
+    def inout(self, name: str, array, fmt: int = _codes.ACL_FORMAT_ND) -> int:
+        buf = self.scope.tensor(array, fmt)
+        self.outputs[name] = buf
+        return buf.handle
+
+    def optional(self, array, fmt: int = _codes.ACL_FORMAT_ND) -> int | None:
+        return None if array is None else self.tensor(array, fmt)
+
+    def int_array(self, values) -> int | None:
+        return None if values is None else self.scope.int_array(values)
+
+    def tensor_list(self, arrays, fmt: int = _codes.ACL_FORMAT_ND) -> int:
+        return self.scope.tensor_list([self.tensor(a, fmt) for a in arrays])
+
+    # ---- phases ---------------------------------------------------------------------------------------------
+    def _c_args(self) -> list:
+        return [a.encode() if isinstance(a, str) else a for a in self.args]
+
+    def phase1(self) -> None:
+        b, cann = self.binding, self.rt.cann
+        size = c_uint64(0)
+        if b.family == "atb":
+            ctx = self.rt.atb()
+            fn = cann.atb_fn(b.symbol + "GetWorkspaceSize")
+            st = fn(*self._c_args(), byref(size), byref(self.atb_op), ctx)
+        else:
+            p1, _ = cann.op_symbol(b.symbol)
+            executor = c_void_p(None)
+            st = p1(*self._c_args(), byref(size), byref(executor))
+            if st == 0:
+                self.executor = executor.value
+        if st != 0:
+            name = _codes.status_name(st, b.family)
+            raise Rejected(f"{b.symbol}GetWorkspaceSize rejected the case: status {st} {name}: "
+                           f"{recent_error(cann) or '(no error message)'}", code=st, code_name=name)
+        if size.value > self.workspace_size:   # allocate only when > 0; grow if a re-query asks for more
+            if self.workspace is not None:
+                self.rt.synchronize()
+                self.rt.free(self.workspace)
+                self.scope._items.remove(("mem", self.workspace))
+                self.workspace = None
+            self.workspace = self.scope.alloc(size.value)
+            self.workspace_size = size.value
+
+    def launch(self, events: tuple[int, int] | None = None) -> None:
+        b, cann, rt = self.binding, self.rt.cann, self.rt
+        rt.ensure_thread()
+        if b.family == "atb":
+            if self.launched_once:
+                self.phase1()
+            ctx = rt.atb()
+            run = lambda: cann.atb_fn(b.symbol)(self.workspace, self.workspace_size, self.atb_op, ctx)  # noqa: E731
+        else:
+            if self.executor is None:
+                self.phase1()
+            _, p2 = cann.op_symbol(b.symbol)
+            executor, self.executor = self.executor, None   # phase 2 consumes it, even when it fails
+            run = lambda: p2(self.workspace, self.workspace_size, executor, rt.stream)  # noqa: E731
+        if events:
+            rt.record(events[0])
+        st = run()
+        self.launched_once = self.launched = True
+        if events:
+            rt.record(events[1])
+        check(cann, st, b.symbol, b.family)
+
+    launched_once = False
+
+    def fetch(self) -> dict:
+        return {name: self.scope.fetch(buf) for name, buf in self.outputs.items()}
+
+    def close(self) -> None:
+        """Release everything once; synchronize first if work may still be running on the stream."""
+        if self.closed:
+            return
+        self.closed = True
+        cann = self.rt.cann
+        try:
+            if self.launched:
+                self.rt.synchronize()
+        except AclCallError as exc:
+            log.warning("synchronize before release failed: %s", exc)
+        if self.executor is not None:   # phase 1 ran, phase 2 never did
+            st = cann.nn.aclDestroyAclOpExecutor(self.executor)
+            if st != 0:
+                log.warning("aclDestroyAclOpExecutor returned %d: %s", st, recent_error(cann))
+            self.executor = None
+        if self.atb_op.value:
+            from ._lib import ATB_DESTROY_OPERATION
+
+            st = cann.atb_fn(ATB_DESTROY_OPERATION)(self.atb_op)
+            if st != 0:
+                log.warning("atb::DestroyOperation returned %d: %s", st, recent_error(cann))
+            self.atb_op = c_void_p(None)
+        self.scope.close()
+
+
+class AclEventTimer:
+    """Device time of one phase 2 between two ACL_EVENT_TIME_LINE events (aclrtEventElapsedTime)."""
+
+    mode = "acl_event"
+
+    def __init__(self, backend: "AclnnBackend"):
+        self.backend = backend
+
+    def elapsed_us(self, launch) -> float:
+        b = self.backend
+        events = b._runtime.timing_events()
+        b._armed = events
+        try:
+            launch()
+        finally:
+            b._armed = None
+        b.synchronize()
+        return b._runtime.elapsed_ms(*events) * 1e3
+
+
+class AclnnBackend(Backend):
+    name = "aclnn"
+    may_crash = True   # a kernel fault or a CANN abort takes the process down: the CLI isolates it
+
+    def __init__(self, device: str = "0"):
+        try:
+            self.device_id = int(device)
+        except ValueError:
+            raise TypeError(f"aclnn takes a device id option (aclnn:0), not {device!r}") from None
+        if self.device_id != 0:
+            self.name = f"aclnn:{self.device_id}"
+        self._cann: Cann | None = None
+        self._runtime: Runtime | None = None
+        self._availability: Availability | None = None
+        self._live: list[Call] = []
+        self._armed = None
+        self._atexit = False
+
+    # ---- availability ---------------------------------------------------------------------------------------
+    def available(self) -> Availability:
+        if self._availability is None:
+            self._availability = self._probe()
+        return self._availability
+
+    def _probe(self) -> Availability:
+        try:
+            self._cann = load()
+        except CannUnavailable as exc:
+            return Availability(False, str(exc))
+        try:
+            self._runtime = Runtime(self._cann, self.device_id)
+        except AclCallError as exc:
+            return Availability(False, f"CANN found at {self._cann.root} but the device cannot be used: {exc}")
+        if not self._atexit:
+            atexit.register(self.close)
+            self._atexit = True
+        return Availability(True)
+
+    def supports(self, spec, case):
+        binding = BINDINGS.get(spec.name)
+        if binding is None:
+            return f"no aclnn binding for {spec.name} (backends/aclnn/ops.py)"
+        if not self.available():
+            return None   # reported as unavailable, not declined
+        try:
+            if binding.family == "atb":
+                self._cann.atb_fn(binding.symbol)
+            else:
+                self._cann.op_symbol(binding.symbol)
+        except CannUnavailable as exc:
+            return str(exc)
+        return binding.decline(case.params)
+
+    def device_name(self) -> str:
+        if not self.available():
+            return "unavailable"
+        return f"CANN at {self._cann.root} (device {self.device_id})"
+
+    # ---- running --------------------------------------------------------------------------------------------
+    def prepare(self, spec, case, inputs) -> Call:
+        avail = self.available()
+        if not avail:
+            raise CannUnavailable(avail.reason)
+        binding = BINDINGS[spec.name]
+        assert binding.family == "atb" or binding.symbol in ACLNN_OPS
+        self._runtime.ensure_thread()
+        self._release_live()
+        call = Call(self, binding)
+        self._live.append(call)
+        try:
+            call.args = binding.build(call, case.params, inputs)
+            call.phase1()
+        except BaseException:
+            self._release(call)
+            raise
+        return call
+
+    def launch(self, prepared: Call) -> None:
+        prepared.launch(self._armed)
+
+    def synchronize(self) -> None:
+        if self._runtime is not None:
+            self._runtime.synchronize()
+            for c in self._live:
+                c.launched = False
+
+    def fetch(self, prepared: Call) -> dict:
+        self._runtime.ensure_thread()
+        return prepared.fetch()
+
+    def run(self, spec, case, inputs) -> dict:
+        prepared = self.prepare(spec, case, inputs)
+        try:
+            self.launch(prepared)
+            self.synchronize()
+            return self.fetch(prepared)
+        finally:
+            self._release(prepared)
+
+    def timer(self):
+        return AclEventTimer(self)
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+    def _release(self, call: Call) -> None:
+        if call in self._live:
+            self._live.remove(call)
+        call.close()
+
+    def _release_live(self) -> None:
+        for c in list(self._live):
+            self._release(c)
+
+    def close(self) -> None:
+        """Release every prepared call, then the runtime's stream, events and ATB context."""
+        if self._runtime is None:
+            return
+        self._release_live()
+        self._runtime.close()
+        self._runtime = None
+        self._availability = Availability(False, "aclnn backend closed")

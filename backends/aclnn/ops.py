@@ -1,0 +1,63 @@
+"""Per-operator argument mapping: the case's inputs dict -> the positional C arguments.
+
+Each `Binding` names the C entry point (an aclnn two-phase op, or the ATB C API) and a `build`
+function that creates the device tensors through the `Call` it is given and returns the phase-1
+arguments in prototype order (the prototypes themselves are declared in `_lib.py`). Outputs are
+registered with `call.output(...)` (fresh, zero-filled) or `call.inout(...)` (an input updated in
+place); the backend copies them back after synchronizing. `decline(params)` returns the documented
+reason a case cannot run through this backend, or None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.dtypes import name_of
+
+from . import _codes
+
+
+@dataclass(frozen=True)
+class Binding:
+    op: str
+    symbol: str                       # aclnnXxx (phase 2 name) or AtbPagedCacheLoad
+    family: str                       # "aclnn" | "atb": which status table names the codes
+    build: Callable[[Any, dict, dict], list]
+    decline: Callable[[dict], str | None] = lambda params: None
+
+
+# ---- PagedCacheLoad (ATB C API; seed 003, ops.md section 4) --------------------------------------------------
+def _pcl_tokens(inputs) -> int:
+    """Rows of key/value: the sequences' token count (golden: max over batches of start + length)."""
+    cl = np.asarray(inputs["context_lens"], dtype=np.int64)
+    if inputs["cumsum"]:
+        ends = cl[1:] if cl.size > 1 else np.zeros(1, np.int64)
+    else:
+        ends = np.cumsum(np.clip(cl, 0, None))
+    return int(max(ends.max(initial=0), 0))
+
+
+def _paged_cache_load(call, params, inputs) -> list:
+    nz = int(inputs["kv_cache_cfg"]) == _codes.ATB_KV_CACHE_NZ
+    fmt = _codes.ACL_FORMAT_FRACTAL_NZ if nz else _codes.ACL_FORMAT_ND
+    kc, vc = inputs["key_cache"], inputs["value_cache"]
+    total = _pcl_tokens(inputs)
+    if nz:   # NZ caches [nb, H/C0, bs, C0] -> outputs [tokens, H] (seed: key [sum(contextLens), N*Dk])
+        k_shape, v_shape = (total, kc.shape[1] * kc.shape[3]), (total, vc.shape[1] * vc.shape[3])
+    else:    # ND caches [nb, bs, N, D] -> outputs [tokens, N, D]
+        k_shape, v_shape = (total,) + kc.shape[2:], (total,) + vc.shape[2:]
+    seq_starts = inputs.get("seq_starts")
+    return [
+        call.tensor(kc, fmt), call.tensor(vc, fmt),
+        call.tensor(inputs["block_table"]), call.tensor(inputs["context_lens"]),
+        call.output("key", k_shape, name_of(kc)), call.output("value", v_shape, name_of(vc)),
+        None if seq_starts is None else call.tensor(seq_starts),
+        int(inputs["kv_cache_cfg"]), bool(inputs["cumsum"]), seq_starts is not None,
+    ]
+
+
+BINDINGS: dict[str, Binding] = {
+    "paged_cache_load": Binding("paged_cache_load", "AtbPagedCacheLoad", "atb", _paged_cache_load),
+}
