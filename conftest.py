@@ -25,9 +25,16 @@ def pytest_addoption(parser):
     g.addoption("--tier", default="smoke", choices=("smoke", "nightly", "full"), help="case tier (default smoke)")
     g.addoption("--seed", type=int, default=0, help="input data seed (default 0)")
     g.addoption("--runslow", action="store_true", help="also run tests marked slow")
+    from harness.pytest_support import add_options
+
+    add_options(g)  # --opdiff-out, --opdiff-devices, --known-issues
 
 
 def pytest_configure(config):
+    from harness.pytest_support import configure
+
+    configure(config)  # first: pins an xdist worker to its device before any device runtime starts
+
     from hypothesis import HealthCheck, settings
 
     for tier, n in HYPOTHESIS_EXAMPLES.items():
@@ -64,6 +71,7 @@ def pytest_generate_tests(metafunc):
     if not wanted:
         return
     from harness import registry
+    from harness.ledger import pytest_marks as ledger_marks
 
     cases, backends = _matrix(metafunc.config)
     negative = "negative_case" in wanted
@@ -79,8 +87,16 @@ def pytest_generate_tests(metafunc):
                 marks.append(pytest.mark.skip(reason=f"{bname} unavailable: {avail.reason}"))
             elif b.supports(spec, case):
                 marks.append(pytest.mark.skip(reason=f"{bname} declines: {b.supports(spec, case)}"))
+            else:  # known issues: quarantine -> skip, xfail -> strict xfail
+                marks += ledger_marks(metafunc.config._opdiff_ledger.match(spec, case, bname))
             params.append(pytest.param((spec, case), bname, id=f"{spec.name}-{case.id}-{bname}", marks=marks))
     metafunc.parametrize(("negative_case" if negative else "op_case", "backend_name"), params)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from harness.pytest_support import finish
+
+    finish(session)  # --opdiff-out: the controller consolidates every worker's rows
 
 
 @pytest.fixture
