@@ -58,6 +58,22 @@ def _paged_cache_load(call, params, inputs) -> list:
     ]
 
 
+# ---- NsaCompressWithCache (seed 000, ops.md section 1) ---------------------------------------------------------
+def _nsa_compress_with_cache(call, params, inputs) -> list:
+    """torch_npu.npu_nsa_compress_infer.cache -> aclnnNsaCompressWithCache(input, weight, slot_mapping,
+    actSeqLen, block_table, "TND", cbs, stride, actSeqLenType, page_block_size, cache) (acl_abi.md section 4)."""
+    return [
+        call.tensor(inputs["input"]), call.tensor(inputs["weight"]), call.tensor(inputs["slot_mapping"]),
+        call.int_array(inputs.get("actual_seq_len")), call.optional(inputs.get("block_table")), "TND",
+        int(inputs["compress_block_size"]), int(inputs["compress_stride"]),
+        # torch_npu always passes 1; the case parameter carries the documented value (negatives pass 0)
+        int(params.get("act_seq_len_type", 1)), int(inputs["page_block_size"]),
+        call.inout("cache", inputs["cache"]),
+    ]
+
+
 BINDINGS: dict[str, Binding] = {
     "paged_cache_load": Binding("paged_cache_load", "AtbPagedCacheLoad", "atb", _paged_cache_load),
+    "nsa_compress_with_cache": Binding("nsa_compress_with_cache", "aclnnNsaCompressWithCache", "aclnn",
+                                       _nsa_compress_with_cache),
 }
