@@ -78,7 +78,9 @@ def error_metrics(a: np.ndarray, g: np.ndarray, dtype: str) -> dict:
 
 def _worst(a: np.ndarray, g: np.ndarray, bad: np.ndarray, shape) -> str:
     """Text naming the worst bad element: index, actual, golden."""
-    err = np.where(bad, np.abs(a.astype(np.float64) - g.astype(np.float64)), -1.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf at a NaN/inf mismatch
+        err = np.where(bad, np.abs(a.astype(np.float64) - g.astype(np.float64)), -1.0)
+    err = np.where(np.isnan(err), np.inf, err)
     flat = int(np.nanargmax(err.ravel())) if err.size else 0
     idx = np.unravel_index(flat, shape) if shape else ()
     return f"worst at index {tuple(int(i) for i in idx)}: actual {a.ravel()[flat]!r}, golden {g.ravel()[flat]!r}"
