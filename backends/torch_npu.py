@@ -92,6 +92,7 @@ class TorchNpuBackend(Backend):
     def __init__(self, option: str | None = None, *, api=None, device: str | None = None):
         """`api`: the object the torch_npu functions are looked up on (default: the torch_npu module)."""
         self._api = api
+        self.option = option or None  # harness.isolate rebuilds the backend in a worker from this
         if api is not None:
             self.device = device or "cpu"
             self.name = "torch_npu[injected]"
@@ -100,6 +101,7 @@ class TorchNpuBackend(Backend):
             if option:
                 self.name = f"torch_npu:{option}"
         self._device_set = False
+        self._device_name: str | None = None
 
     # ---- availability ----------------------------------------------------------------------------------------
     def available(self) -> Availability:
@@ -199,6 +201,11 @@ class TorchNpuBackend(Backend):
         return super().timer()
 
     def device_name(self):
+        if self._device_name is None:
+            self._device_name = self._describe_device()
+        return self._device_name
+
+    def _describe_device(self):
         if self._api is not None:
             return f"{self.device} (injected torch_npu API)"
         if not self.available():
