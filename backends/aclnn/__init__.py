@@ -125,8 +125,9 @@ class Call:
 
     launched_once = False
 
-    def fetch(self) -> dict:
-        return {name: self.scope.fetch(buf) for name, buf in self.outputs.items()}
+    def fetch(self, params, inputs) -> dict:
+        out = {name: self.scope.fetch(buf) for name, buf in self.outputs.items()}
+        return self.binding.post(params, inputs, out) if self.binding.post else out
 
     def close(self) -> None:
         """Release everything once; synchronize first if work may still be running on the stream."""
@@ -242,6 +243,7 @@ class AclnnBackend(Backend):
         self._runtime.ensure_thread()
         self._release_live()
         call = Call(self, binding)
+        call.params, call.inputs = case.params, inputs
         self._live.append(call)
         try:
             call.args = binding.build(call, case.params, inputs)
@@ -262,7 +264,7 @@ class AclnnBackend(Backend):
 
     def fetch(self, prepared: Call) -> dict:
         self._runtime.ensure_thread()
-        return prepared.fetch()
+        return prepared.fetch(prepared.params, prepared.inputs)
 
     def run(self, spec, case, inputs) -> dict:
         prepared = self.prepare(spec, case, inputs)

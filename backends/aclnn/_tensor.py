@@ -30,6 +30,8 @@ class DeviceBuffer:
     shape: tuple
     dtype: str
     handle: int            # aclTensor*
+    strides: tuple | None = None   # element strides of a strided view; None = contiguous
+    storage: int = 0               # elements of the storage a strided view spans
 
 
 def acl_dtype(name: str) -> int:
@@ -59,15 +61,20 @@ class Scope:
         self._items.append(("mem", ptr))
         return ptr
 
-    def _tensor(self, ptr, shape, dtype: str, fmt: int) -> int:
+    def _tensor(self, ptr, shape, dtype: str, fmt: int, strides=None, storage: int = 0) -> int:
         nn = self.rt.cann.nn
         dims = _i64(shape)
-        strides, s = [], 1
-        for d in reversed(shape):   # element strides of a contiguous array
-            strides.append(s)
-            s *= int(d)
-        stride_arr = _i64(reversed(strides))
-        h = nn.aclCreateTensor(dims, len(shape), acl_dtype(dtype), stride_arr, 0, fmt, dims, len(shape), ptr)
+        if strides is None:
+            strides, s = [], 1
+            for d in reversed(shape):   # element strides of a contiguous array
+                strides.append(s)
+                s *= int(d)
+            strides = list(reversed(strides))
+            storage_dims, n_storage = dims, len(shape)
+        else:                           # a strided view over a 1-D storage (as torch_npu passes views)
+            storage_dims, n_storage = _i64([storage]), 1
+        h = nn.aclCreateTensor(dims, len(shape), acl_dtype(dtype), _i64(strides), 0, fmt, storage_dims, n_storage,
+                               ptr)
         if not h:
             raise TensorError(f"aclCreateTensor(shape={tuple(shape)}, dtype={dtype}) returned NULL: "
                               f"{recent_error(self.rt.cann)}")
@@ -75,12 +82,30 @@ class Scope:
         return h
 
     def tensor(self, array: np.ndarray, fmt: int = _codes.ACL_FORMAT_ND) -> DeviceBuffer:
-        """Device copy of a host array and an aclTensor over it (element strides, offset 0)."""
-        a = np.ascontiguousarray(array)
+        """Device copy of a host array and an aclTensor over it (element strides, offset 0).
+
+        A non-contiguous view with positive strides keeps its strides (the library decides whether it
+        accepts them); other arrays are made contiguous."""
+        a = np.asarray(array)
+        item = a.dtype.itemsize
+        if not a.flags.c_contiguous and a.size and all(s > 0 and s % item == 0 for s in a.strides):
+            return self._strided(a)
+        a = np.ascontiguousarray(a)
         ptr = self.alloc(a.nbytes)
         if ptr is not None:
             self.rt.h2d(ptr, a)
         return DeviceBuffer(ptr, a.shape, name_of(a), self._tensor(ptr, a.shape, name_of(a), fmt))
+
+    def _strided(self, a: np.ndarray) -> DeviceBuffer:
+        item = a.dtype.itemsize
+        strides = tuple(s // item for s in a.strides)
+        span = 1 + sum((d - 1) * s for d, s in zip(a.shape, strides))
+        host = np.zeros(span, dtype=a.dtype)
+        np.lib.stride_tricks.as_strided(host, a.shape, a.strides)[...] = a
+        ptr = self.alloc(host.nbytes)
+        self.rt.h2d(ptr, host)
+        h = self._tensor(ptr, a.shape, name_of(a), _codes.ACL_FORMAT_ND, strides, span)
+        return DeviceBuffer(ptr, a.shape, name_of(a), h, strides, span)
 
     def empty(self, shape, dtype: str, fmt: int = _codes.ACL_FORMAT_ND) -> DeviceBuffer:
         """A zero-filled device tensor (outputs: regions the op does not write compare as zeros)."""
@@ -108,6 +133,12 @@ class Scope:
         return h
 
     def fetch(self, buf: DeviceBuffer) -> np.ndarray:
+        if buf.strides is not None:
+            host = np.empty(buf.storage, dtype=np_dtype(buf.dtype))
+            self.rt.d2h(host, buf.ptr)
+            item = host.dtype.itemsize
+            view = np.lib.stride_tricks.as_strided(host, buf.shape, tuple(s * item for s in buf.strides))
+            return np.array(view)
         out = np.empty(buf.shape, dtype=np_dtype(buf.dtype))
         if buf.ptr is not None and out.nbytes:
             self.rt.d2h(out, buf.ptr)

@@ -26,6 +26,8 @@ class Binding:
     family: str                       # "aclnn" | "atb": which status table names the codes
     build: Callable[[Any, dict, dict], list]
     decline: Callable[[dict], str | None] = lambda params: None
+    #: (params, inputs, outputs) -> outputs: reshape what the C API returns into the case's outputs
+    post: Callable[[dict, dict, dict], dict] | None = None
 
 
 # ---- PagedCacheLoad (ATB C API; seed 003, ops.md section 4) --------------------------------------------------
@@ -72,8 +74,40 @@ def _nsa_compress_with_cache(call, params, inputs) -> list:
     ]
 
 
+# ---- DequantRopeQuantKvcache (seed 001, ops.md section 2) ----------------------------------------------------
+QUANT_MODES = {0: "static", 1: "dynamic"}   # torch_npu's int quant_mode -> the aclnn string (acl_abi.md section 4)
+
+
+def _dequant_rope_quant_kvcache(call, params, inputs) -> list:
+    x, cos = inputs["x"], inputs["cos"]
+    lead, d = x.shape[:-1], inputs["k_cache"].shape[-1]
+    nq, nkv = int(inputs["size_splits"][0]) // max(d, 1), inputs["k_cache"].shape[-2]
+    out_dtype = name_of(cos)   # seed: q/k/v outputs in the cos/sin dtype
+    qm = inputs["quant_mode"]
+    return [
+        call.tensor(x), call.tensor(cos), call.tensor(inputs["sin"]),
+        call.inout("k_cache", inputs["k_cache"]), call.inout("v_cache", inputs["v_cache"]),
+        call.tensor(inputs["indices"]), call.tensor(inputs["scale_k"]), call.tensor(inputs["scale_v"]),
+        call.optional(inputs.get("offset_k")), call.optional(inputs.get("offset_v")),
+        call.optional(inputs.get("weight_scale")), call.optional(inputs.get("activation_scale")),
+        call.optional(inputs.get("bias")), call.int_array(inputs["size_splits"]),
+        QUANT_MODES.get(qm, str(qm)), inputs["input_layout"], bool(inputs["kv_output"]), inputs["cache_mode"],
+        call.output("q_out", lead + (nq, d), out_dtype),
+        call.output("k_out", lead + (nkv, d), out_dtype), call.output("v_out", lead + (nkv, d), out_dtype),
+    ]
+
+
+def _dequant_rope_post(params, inputs, outputs) -> dict:
+    if not inputs["kv_output"]:   # torch_npu returns empty k/v when kv_output is False (the golden does too)
+        for k in ("k_out", "v_out"):
+            outputs[k] = outputs[k].reshape(-1)[:0]
+    return outputs
+
+
 BINDINGS: dict[str, Binding] = {
     "paged_cache_load": Binding("paged_cache_load", "AtbPagedCacheLoad", "atb", _paged_cache_load),
     "nsa_compress_with_cache": Binding("nsa_compress_with_cache", "aclnnNsaCompressWithCache", "aclnn",
                                        _nsa_compress_with_cache),
+    "dequant_rope_quant_kvcache": Binding("dequant_rope_quant_kvcache", "aclnnDequantRopeQuantKvcache", "aclnn",
+                                          _dequant_rope_quant_kvcache, post=_dequant_rope_post),
 }
