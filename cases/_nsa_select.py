@@ -1,0 +1,96 @@
+"""Index math and the float64 forward shared by the NSA selected-attention case builder and golden.
+
+Conventions (shared/reference/ops.md section 3):
+- TND layout; actual_seq_qlen / actual_seq_kvlen are cumulative (prefix sums, no leading 0).
+- topk_indices [T1, N2, count] holds block indices relative to the batch's first KV row; selected
+  position i*bs + j of a query is key row kv_start + topk[i]*bs + j, in topk order.
+- Query head h uses KV head h // G (G = N1 / N2); a group shares one top-k.
+- sparse_mode 2 masks key position p (relative to the batch) when p > s1 (top-left causal).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Elements of one gathered [chunk, N2, L, D] float64 array: bounds memory (64 MiB per array) while
+# keeping each batched matmul large enough for BLAS to be efficient.
+CHUNK_ELEMENTS = 1 << 23
+
+
+def starts(cumulative) -> np.ndarray:
+    """Batch start offsets [B] from a cumulative length list (no leading zero)."""
+    cu = np.asarray(cumulative, dtype=np.int64).reshape(-1)
+    return np.concatenate([[0], cu[:-1]]).astype(np.int64)
+
+
+def query_positions(cu_q, cu_kv, t1: int):
+    """Per query token: (s1 = position within its batch, kv0 = first KV row of its batch)."""
+    cu_q = np.asarray(cu_q, dtype=np.int64).reshape(-1)
+    t = np.arange(t1, dtype=np.int64)
+    b = np.searchsorted(cu_q, t, side="right")
+    q0, kv0 = starts(cu_q), starts(cu_kv)
+    return t - q0[b], kv0[b]
+
+
+def selected_rel(topk_chunk: np.ndarray, bs: int) -> np.ndarray:
+    """[c, N2, count] block ids -> [c, N2, count*bs] key positions relative to the batch start."""
+    rel = topk_chunk.astype(np.int64)[..., None] * bs + np.arange(bs, dtype=np.int64)
+    return rel.reshape(topk_chunk.shape[0], topk_chunk.shape[1], -1)
+
+
+def chunks(t1: int, per_query_elements: int):
+    """Query ranges [a, b) whose gathered arrays stay near CHUNK_ELEMENTS elements."""
+    step = max(1, CHUNK_ELEMENTS // max(1, per_query_elements))
+    for a in range(0, t1, step):
+        yield a, min(t1, a + step)
+
+
+def gather(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x [T2, N2, D], rows [c, N2, L] global key rows -> float64 [c, N2, L, D]."""
+    heads = np.arange(x.shape[1])[None, :, None]
+    return x[rows, heads].astype(np.float64)
+
+
+def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: int):
+    """float64 forward: (attention_out [T1,N1,Dv], softmax_max [T1,N1], softmax_sum [T1,N1]).
+
+    softmax_max / softmax_sum are the statistics of the scaled (and masked) scores, as the forward
+    kernel writes them (ops.md section 3, Forward).
+    """
+    t1, n1, dq = q.shape
+    n2, dv = k.shape[1], v.shape[2]
+    g = n1 // n2
+    length = topk.shape[2] * bs
+    s1, kv0 = query_positions(cu_q, cu_kv, t1)
+    out = np.zeros((t1, n1, dv))
+    mx = np.zeros((t1, n1))
+    sm = np.zeros((t1, n1))
+    for a, b in chunks(t1, n2 * length * max(dq, g)):
+        rel = selected_rel(topk[a:b], bs)
+        rows = kv0[a:b, None, None] + rel
+        ks, vs = gather(k, rows), gather(v, rows)
+        qg = q[a:b].astype(np.float64).reshape(b - a, n2, g, dq)
+        s = scale * (qg @ ks.swapaxes(-1, -2))                      # [c, N2, G, L]
+        if sparse_mode == 2:
+            s = np.where((rel > s1[a:b, None, None])[:, :, None, :], -np.inf, s)
+        m = s.max(-1, keepdims=True)
+        e = np.exp(s - m)
+        tot = e.sum(-1, keepdims=True)
+        out[a:b] = ((e / tot) @ vs).reshape(b - a, n1, dv)
+        mx[a:b] = m.reshape(b - a, n1)
+        sm[a:b] = tot.reshape(b - a, n1)
+    return out, mx, sm
+
+
+def selected_rows_mask(topk, cu_q, cu_kv, t2: int, bs: int) -> np.ndarray:
+    """[T2, N2] bool: key rows of each KV head that some query's top-k selects."""
+    t1, n2, count = topk.shape
+    mask = np.zeros((t2, n2), dtype=bool)
+    if t1 == 0 or count == 0:
+        return mask
+    _, kv0 = query_positions(cu_q, cu_kv, t1)
+    first = (kv0[:, None, None] + topk.astype(np.int64) * bs).reshape(-1)
+    heads = np.broadcast_to(np.arange(n2)[None, :, None], topk.shape).reshape(-1)
+    flat = np.zeros(t2 * n2 + 1, dtype=np.int64)                   # difference array per head
+    np.add.at(flat, heads * t2 + first, 1)
+    np.add.at(flat, heads * t2 + first + bs, -1)
+    return (np.cumsum(flat[:-1]).reshape(n2, t2) > 0).T
