@@ -94,7 +94,7 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     if "kv_dtype" not in p:
         aq = p.get("antiquant")
         if card:
-            p["kv_dtype"] = "float16"
+            p["kv_dtype"] = p["dtype"] if p["dtype"] in QDT else "float16"
         elif p["dtype"] not in QDT:
             p["kv_dtype"] = "int8" if p["dtype"] == "int8" else "float16"
         elif aq is not None:
