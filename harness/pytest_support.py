@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,6 @@ def pin_device(config) -> str | None:
 # ---- configure / finish --------------------------------------------------------------------------
 
 def configure(config) -> None:
-    import pytest
-
     try:
         _configure(config)
     except UsageError as exc:
@@ -111,9 +111,7 @@ def _configure(config) -> None:
     ledger = ledger_mod.load(config.getoption("--known-issues"), backends)
     config._opdiff_ledger = ledger
     if wid == "main" and ledger.entries:
-        specs = [registry.op(n) for n in registry.parse_names(config.getoption("--ops"), "op", registry.op_names())]
-        for msg in ledger.check_unmatched(specs):  # raises in CI
-            config.issue_config_time_warning(UserWarning(msg), stacklevel=2)
+        config.pluginmanager.register(_UnmatchedCheck(ledger), "opdiff-known-issues-check")
     hooks = []
     if any(e.kind == "tolerance" for e in ledger.entries):
         hooks.append(lambda spec, case, res: ledger.apply(spec, case, res.rows, kinds=("tolerance",)))
@@ -128,6 +126,30 @@ def _configure(config) -> None:
             hooks.append(rec)
     RESULT_HOOKS.extend(hooks)
     config._opdiff_hooks = hooks
+
+
+class _UnmatchedCheck:
+    """Entries matching no case: a warning locally, a usage error in CI. Runs at session start
+    (deriving every tier's cases during configure would trip hypothesis' plugin-init check)."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+
+    @pytest.hookimpl(trylast=True)  # after hypothesis' own sessionstart ends its initialization phase
+    def pytest_sessionstart(self, session):
+        import warnings
+
+        from . import registry
+
+        config = session.config
+        try:
+            specs = [registry.op(n) for n in registry.parse_names(config.getoption("--ops"), "op",
+                                                                  registry.op_names())]
+            msgs = self.ledger.check_unmatched(specs)  # raises in CI
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        for msg in msgs:
+            warnings.warn(msg, UserWarning, stacklevel=1)
 
 
 def _is_xdist_controller(config) -> bool:
