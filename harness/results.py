@@ -6,12 +6,15 @@ A run interrupted at any point keeps every row already appended (each case is fl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
 from pathlib import Path
 
 from .errors import UsageError
+
+log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = (
     "run_id", "op", "case_id", "params", "negative", "violates", "backend", "output", "dtype", "verdict", "ok",
@@ -89,7 +92,10 @@ def read_jsonl(path: Path) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
             if i == len(lines) and not line.endswith("}"):
-                continue  # half-written last line of an interrupted run
+                # half-written last line of an interrupted run: reported, not silently skipped
+                log.warning("%s:%d: truncated last line dropped (interrupted run? `python -m harness run "
+                            "--resume DIR` finishes it)", path, i)
+                continue
             raise UsageError(f"{path}:{i}: corrupt results line ({exc.msg})") from None
     return rows
 
