@@ -58,9 +58,24 @@ def read_meta(run_dir: str | os.PathLike) -> dict:
     return meta
 
 
+def read_complete(path: Path) -> list[dict]:
+    """Rows of a JSONL file written by opdiff (every line ends with a newline): anything after
+    the last newline is a line cut by a kill, dropped with a warning; any other bad line is an error."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    cut = raw.rfind(b"\n") + 1
+    if cut < len(raw):
+        log.warning("%s: dropping a truncated last line (%d bytes) left by the interrupted run", path, len(raw) - cut)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(raw[:cut])
+        os.replace(tmp, path)
+    return read_jsonl(path)
+
+
 def completed(run_dir: Path) -> set[tuple[str, str]]:
     done = set()
-    for r in read_jsonl(Path(run_dir) / DONE_FILE):
+    for r in read_complete(Path(run_dir) / DONE_FILE):
         if not isinstance(r, dict) or "op" not in r or "case_id" not in r:
             raise UsageError(f"{Path(run_dir) / DONE_FILE}: malformed line {r!r}")
         done.add((r["op"], r["case_id"]))
@@ -75,7 +90,7 @@ def prune(run_dir: str | os.PathLike) -> tuple[set, int]:
     dropped = 0
     for stem in ("results", "samples"):
         path = d / f"{stem}.jsonl"
-        rows = read_jsonl(path)
+        rows = read_complete(path)
         keep = [r for r in rows if (r.get("op"), r.get("case_id")) in done]
         if stem == "results":
             dropped = len(rows) - len(keep)

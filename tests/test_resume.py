@@ -60,7 +60,7 @@ def test_sigkill_then_resume_gives_exactly_the_full_rows(tmp_path):
     assert 3 <= done_before < sum(1 for k in want if k[2] == "numpy")  # really interrupted mid-run
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     with open(out / "results.jsonl", "a") as f:  # and a half-written last line, as a kill mid-write leaves
-        f.write('{"op": "paged_cache_load", "case_id": "edge-trunc')
+        f.write('{"op": "paged_cache_load", "case_id": "edge-trunc", "params": {"a": 1}')  # cut after a brace
 
     p = _runner("--resume", str(out))
     stdout, stderr = p.communicate(timeout=300)
