@@ -84,11 +84,12 @@ class Scope:
     def tensor(self, array: np.ndarray, fmt: int = _codes.ACL_FORMAT_ND) -> DeviceBuffer:
         """Device copy of a host array and an aclTensor over it (element strides, offset 0).
 
-        A non-contiguous view with positive strides keeps its strides (the library decides whether it
-        accepts them); other arrays are made contiguous."""
+        A non-contiguous view with non-negative strides keeps its strides, broadcast views (stride 0)
+        included, as torch_npu passes expanded tensors: the library decides whether it accepts them, and a
+        huge broadcast input of a negative case stays small. Other arrays are made contiguous."""
         a = np.asarray(array)
         item = a.dtype.itemsize
-        if not a.flags.c_contiguous and a.size and all(s > 0 and s % item == 0 for s in a.strides):
+        if not a.flags.c_contiguous and a.size and all(s >= 0 and s % item == 0 for s in a.strides):
             return self._strided(a)
         a = np.ascontiguousarray(a)
         ptr = self.alloc(a.nbytes)

@@ -104,10 +104,31 @@ def _dequant_rope_post(params, inputs, outputs) -> dict:
     return outputs
 
 
+# ---- NsaSelectedAttentionGrad (seed 002, ops.md section 3) ---------------------------------------------------
+def _nsa_selected_attention_grad(call, params, inputs) -> list:
+    """npu_nsa_select_attention_grad -> aclnnNsaSelectedAttentionGrad(q, k, v, attention_out, grad, softmax_max,
+    softmax_sum, topk, qlen, kvlen, mask, scale, block size, block count, head_num, layout, sparse_mode, dq, dk, dv)
+    (acl_abi.md section 4). The layout and sparse mode come from the case (torch_npu hard-codes TND and 2)."""
+    q, k, v = inputs["query"], inputs["key"], inputs["value"]
+    dt = name_of(q)
+    return [
+        call.tensor(q), call.tensor(k), call.tensor(v), call.tensor(inputs["attention_out"]),
+        call.tensor(inputs["grad"]), call.tensor(inputs["softmax_max"]), call.tensor(inputs["softmax_sum"]),
+        call.tensor(inputs["topk_indices"]),
+        call.int_array(inputs.get("actual_seq_qlen")), call.int_array(inputs.get("actual_seq_kvlen")),
+        call.optional(inputs.get("atten_mask")), float(inputs["scale_value"]),
+        int(inputs["select_block_size"]), int(inputs["select_block_count"]), int(inputs["head_num"]),
+        params.get("layout", "TND"), int(inputs.get("sparse_mode", params.get("sparse_mode", 2))),
+        call.output("dq", q.shape, dt), call.output("dk", k.shape, dt), call.output("dv", v.shape, dt),
+    ]
+
+
 BINDINGS: dict[str, Binding] = {
     "paged_cache_load": Binding("paged_cache_load", "AtbPagedCacheLoad", "atb", _paged_cache_load),
     "nsa_compress_with_cache": Binding("nsa_compress_with_cache", "aclnnNsaCompressWithCache", "aclnn",
                                        _nsa_compress_with_cache),
     "dequant_rope_quant_kvcache": Binding("dequant_rope_quant_kvcache", "aclnnDequantRopeQuantKvcache", "aclnn",
                                           _dequant_rope_quant_kvcache, post=_dequant_rope_post),
+    "nsa_selected_attention_grad": Binding("nsa_selected_attention_grad", "aclnnNsaSelectedAttentionGrad", "aclnn",
+                                           _nsa_selected_attention_grad),
 }

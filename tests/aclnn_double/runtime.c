@@ -261,7 +261,8 @@ aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPolicy policy) {
     size_t rounded = (size + 31) / 32 * 32 + 32; /* acl_abi.md: rounded up to 32 B, +32 B padding */
     Block *b = malloc(sizeof *b);
     b->base = aligned_alloc(64, (rounded + 63) / 64 * 64);
-    memset(b->base, 0xA5, rounded); /* device memory is not zeroed */
+    if (rounded <= ((size_t)64 << 20)) memset(b->base, 0xA5, rounded); /* device memory is not zeroed (big
+                                                                    blocks stay lazy: untouched pages cost nothing) */
     b->size = size;
     LOCK();
     b->next = g_blocks;
