@@ -130,6 +130,8 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
     """(run.json, rows) of a run directory, from parquet when present, else from the JSONL."""
     d = Path(run_dir)
     meta_path = d / "run.json"
+    if not d.exists():
+        raise UsageError(f"{d}: no such directory")
     if not d.is_dir():
         raise UsageError(f"{d}: not a directory")
     if not meta_path.is_file():
@@ -138,6 +140,8 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise UsageError(f"{meta_path}: corrupt run.json ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{meta_path}: corrupt run.json (not a JSON object)")
     pq_path = d / "results.parquet"
     if pq_path.is_file():
         import pyarrow.parquet as pq

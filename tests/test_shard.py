@@ -154,7 +154,7 @@ def test_merge_refuses_unfinished_truncated_and_corrupt_inputs(runs, tmp_path):
         merge([str(runs / "s1"), str(bad_pq)], str(tmp_path / "m"))
     with pytest.raises(UsageError, match="no run.json"):
         merge([str(runs / "s1"), str(tmp_path)], str(tmp_path / "m"))
-    with pytest.raises(UsageError, match="not a directory"):
+    with pytest.raises(UsageError, match="nope: no such directory"):
         merge([str(runs / "s1"), str(tmp_path / "nope")], str(tmp_path / "m"))
 
 
