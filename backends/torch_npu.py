@@ -125,6 +125,10 @@ class TorchNpuBackend(Backend):
             why = ad.device_decline(self.device_name())
             if why:
                 return why
+        if ad.api.startswith("atb.") and self._api is None:
+            why = nnal_missing()
+            if why:
+                return why
         if case.negative:
             why = _unsafe_negative(spec, case)
             if why:
@@ -216,6 +220,22 @@ class TorchNpuBackend(Backend):
             log.debug("get_device_name failed: %s", exc)
             name = "NPU"
         return f"{name} ({self.device}; {visible_devices_note()})"
+
+
+def nnal_missing() -> str | None:
+    """torch_npu.atb ops need NNAL's libatb.so, loaded lazily: torch_npu records the load failure at import
+    (acl_abi.md section 5) and re-raises it on the first torch_npu.atb call; report it as a reason instead."""
+    import importlib
+
+    try:
+        mod = importlib.import_module("torch_npu.op_plugin.atb._atb_ops")
+    except Exception as exc:
+        return f"torch_npu.atb cannot be imported ({type(exc).__name__}: {exc})"
+    err = getattr(mod, "NNAL_EX", None)
+    if err is not None:
+        return (f"torch_npu.atb is unusable: NNAL (libatb.so) did not load ({err}); source the NNAL set_env.sh "
+                f"(e.g. /usr/local/Ascend/nnal/atb/set_env.sh)")
+    return None
 
 
 def _unsafe_negative(spec, case) -> str | None:

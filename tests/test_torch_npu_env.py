@@ -177,3 +177,15 @@ def test_import_torch_keeps_working_after_the_probe(tmp_path, kind):
     assert float(total) == 6.0
     if kind == "broken":
         assert "libhccl.so" in reason
+
+
+def test_nnal_missing_is_a_reason(monkeypatch):
+    from backends.torch_npu import nnal_missing
+
+    name = "torch_npu.op_plugin.atb._atb_ops"
+    monkeypatch.setitem(sys.modules, name, SimpleNamespace(NNAL_EX=OSError(2, "Please check that the nnal package "
+                                                                             "is installed.")))
+    why = nnal_missing()
+    assert "NNAL (libatb.so) did not load" in why and "nnal package" in why and "set_env.sh" in why
+    monkeypatch.setitem(sys.modules, name, SimpleNamespace(NNAL_EX=None))
+    assert nnal_missing() is None

@@ -82,7 +82,7 @@ def _check_matrix(ns, backend, op, limit=None):
     for case in spec.cases("smoke"):
         if case.negative:
             continue
-        if ad.case_decline is not None and ad.case_decline(case.params, {}):
+        if ad.case_decline is not None and ad.case_decline(case.params, spec.make_inputs(case, 0)):
             # a documented quirk (e.g. sparse_mode=0 under the select-grad wrapper): must come back skipped
             res = _run(ns, backend, spec, case)
             assert {r["verdict"] for r in res.rows} == {"skipped"}, _explain(res.rows)
@@ -90,7 +90,7 @@ def _check_matrix(ns, backend, op, limit=None):
             continue
         before = len(ns.calls)
         res = _run(ns, backend, spec, case)
-        bad += [r for r in res.rows if not r["ok"] or r["verdict"] == "skipped"]
+        bad += [r for r in res.rows if not r["ok"] or r["verdict"] == "skipped"]  # no undocumented declines
         called = {path for path, _ in ns.calls[before:]}
         assert called & {ad.api, "npu_rope_quant_kvcache"}, f"{case.id}: the backend never called {ad.api}"
         ran += 1
@@ -248,3 +248,15 @@ def test_data_fault_negative_cases_are_declined_not_run(ns, backend):
     res = _run(ns, backend, spec, neg)
     assert {r["verdict"] for r in res.rows} == {"skipped"}
     assert "out-of-bounds" in res.rows[0]["reason"]
+
+
+def test_float_x_with_dequant_arguments_is_declined(ns, backend):
+    """npu_rope_quant_kvcache (the float-x entry point) has no weight_scale / activation_scale / bias."""
+    spec = registry.op("dequant_rope_quant_kvcache")
+    case = next(c for c in spec.cases("smoke") if not c.negative and c.params["x_dtype"] != "int32"
+                and c.params["bias_dtype"] != "none")
+    before = len(ns.calls)
+    res = _run(ns, backend, spec, case)
+    assert {r["verdict"] for r in res.rows} == {"skipped"}
+    assert "npu_rope_quant_kvcache, which has no" in res.rows[0]["reason"] and "bias" in res.rows[0]["reason"]
+    assert len(ns.calls) == before  # nothing was called
