@@ -201,6 +201,7 @@ def _history(run_dir, history, threshold=0.10) -> list[str]:
 
 
 def render_report(run_dir, meta: dict, rows: list[dict], baseline=None, history=()) -> str:
+    from harness.ledger import report_html as known_issues_html
     from harness.results import load_run
 
     env = meta.get("env") or {}
@@ -213,6 +214,7 @@ def render_report(run_dir, meta: dict, rows: list[dict], baseline=None, history=
            f"{_e(env.get('opdiff_commit'))}; torch {_e(env.get('torch'))}, torch_npu {_e(env.get('torch_npu'))}, "
            f"CANN {_e(env.get('cann'))}, host {_e(env.get('host'))}, devices {_e(env.get('devices'))}</p>"]
     out += _summary(rows)
+    out += known_issues_html(meta)  # the known-issue entries this run applied (harness/ledger.py)
     out += _accuracy(rows, base_rows)
     out += _latency(rows)
     if baseline:

@@ -130,6 +130,10 @@ def test_cli_applies_every_kind(tmp_path, fault, monkeypatch):
     assert rc == 1  # PW02 is beyond its tolerance
     applied = {e["issue"]: e["rows"] for e in meta["known_issues"]}
     assert set(applied) == {"#10", "#11", "#12", "#13"} and all(n >= 1 for n in applied.values())
+    html = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "run"), "-o", str(html)]) == 0
+    text = html.read_text()
+    assert "Known issues applied" in text and "#12" in text and "quarantine" in text
 
 
 def test_cli_strict_xfail_unexpected_pass_says_remove_the_entry(tmp_path, fault):
