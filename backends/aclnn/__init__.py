@@ -231,7 +231,14 @@ class AclnnBackend(Backend):
     def device_name(self) -> str:
         if not self.available():
             return "unavailable"
-        return f"CANN at {self._cann.root} (device {self.device_id})"
+        return f"{self.soc_name()} (device {self.device_id}, CANN at {self._cann.root})"
+
+    def soc_name(self) -> str:
+        """aclrtGetSocName(), e.g. Ascend910B1; '' when unavailable."""
+        if not self.available():
+            return ""
+        name = self._cann.rt.aclrtGetSocName()
+        return name.decode() if name else ""
 
     # ---- running --------------------------------------------------------------------------------------------
     def prepare(self, spec, case, inputs) -> Call:

@@ -36,6 +36,7 @@ RUNTIME = {
     "aclInit": (STATUS, [c_char_p]),
     "aclFinalize": (STATUS, []),
     "aclGetRecentErrMsg": (c_char_p, []),
+    "aclrtGetSocName": (c_char_p, []),
     "aclrtSetDevice": (STATUS, [c_int32]),
     "aclrtResetDevice": (STATUS, [c_int32]),
     "aclrtCreateStream": (STATUS, [POINTER(P)]),

@@ -220,6 +220,8 @@ aclError aclrtResetDevice(int32_t deviceId) {
     return ACL_SUCCESS;
 }
 
+const char *aclrtGetSocName(void) { return "Ascend910B1"; } /* an Atlas A2 training SoC */
+
 aclError aclrtGetDeviceCount(uint32_t *count) {
     if (!count) return ACL_ERROR_INVALID_PARAM;
     *count = 1;

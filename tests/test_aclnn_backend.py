@@ -1,0 +1,296 @@
+"""The aclnn backend against the C double of CANN (tests/aclnn_double), compiled here with gcc/g++.
+
+What is asserted: results of every bound op equal the golden's verdicts through ctypes; negatives are
+`rejected` at GetWorkspaceSize with the status name and the double's message; faults (allocation,
+launch, sync timeout, crash) give the right verdict and leave nothing behind (the double counts every
+create and destroy); executors and ATB operations are destroyed exactly once; discovery explains what
+is missing.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import registry
+from harness.errors import Rejected
+from harness.runner import run_case
+from harness.timing import TimingConfig
+from tests.aclnn_double import build
+from tests.aclnn_double.support import Counters, cann_env
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_TIMING = TimingConfig(enabled=False)
+RESOURCES = ("tensor", "int_array", "tensor_list", "executor", "device_mem", "atb_operation")
+
+
+@pytest.fixture(scope="session")
+def double(tmp_path_factory):
+    try:
+        return build.build(tmp_path_factory.mktemp("cann_double"))
+    except build.BuildUnavailable as exc:
+        pytest.skip(f"the CANN double cannot be built here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def counters(double):
+    with cann_env(double.env()):
+        return Counters(double.ascend_home / "lib64")
+
+
+@pytest.fixture
+def backend(double, counters):
+    """A fresh backend on the double; afterwards nothing it created may be left, nothing destroyed twice."""
+    from backends.aclnn import AclnnBackend
+
+    bad = counters.bad_calls()
+    with cann_env(double.env()):
+        b = AclnnBackend()
+        assert b.available(), b.available().reason
+        yield b
+        b.close()
+    counters.fault("")
+    assert {k: v for k, v in counters.live().items() if v} == {}
+    assert counters.bad_calls() == bad
+
+
+def _cases(op: str, negative: bool, n: int):
+    spec = registry.op(op)
+    return spec, [c for c in spec.cases("smoke") if c.negative == negative][:n]
+
+
+def _held(counters) -> dict:
+    live = counters.live()
+    return {k: live[k] for k in RESOURCES if live[k]}
+
+
+BOUND_OPS = ("paged_cache_load", "nsa_compress_with_cache", "dequant_rope_quant_kvcache", "nsa_selected_attention_grad")
+
+
+@pytest.mark.parametrize("op", BOUND_OPS)
+def test_positive_cases_match_the_golden_and_release_everything(op, backend, counters):
+    spec, cases = _cases(op, negative=False, n=4)
+    for case in cases:
+        res = run_case(spec, case, [backend], "smoke", 0, NO_TIMING)
+        assert {r["verdict"] for r in res.rows} <= {"pass", "warn"}, [r["reason"] for r in res.rows]
+        assert _held(counters) == {}, case.id
+
+
+@pytest.mark.parametrize("op", BOUND_OPS)
+def test_negative_cases_are_rejected_at_get_workspace_size(op, backend, counters):
+    spec, cases = _cases(op, negative=True, n=3)
+    family_code = {"paged_cache_load": None}.get(op, 161002)   # ATB returns its own ErrorType codes
+    for case in cases:
+        with pytest.raises(Rejected) as info:
+            backend.run(spec, case, spec.make_inputs(case, 0))
+        exc = info.value
+        assert str(exc).startswith(backend_symbol(op) + "GetWorkspaceSize rejected the case: status ")
+        assert exc.code_name in str(exc) and exc.code_name != "" and "UNKNOWN" not in exc.code_name
+        if family_code is not None:
+            assert exc.code == family_code and exc.code_name == "ACLNN_ERR_PARAM_INVALID"
+        assert "GetWorkspaceSize: " in str(exc)        # the double's aclGetRecentErrMsg text is quoted
+        assert _held(counters) == {}, case.id
+
+
+def backend_symbol(op: str) -> str:
+    from backends.aclnn.ops import BINDINGS
+
+    return BINDINGS[op].symbol
+
+
+def test_rejection_message_read_once(backend):
+    """aclGetRecentErrMsg clears the text: a second read right after a rejection is empty."""
+    spec, (case,) = _cases("nsa_compress_with_cache", negative=True, n=1)
+    with pytest.raises(Rejected):
+        backend.run(spec, case, spec.make_inputs(case, 0))
+    assert backend._cann.rt.aclGetRecentErrMsg() is None
+
+
+def test_pcl_nd_and_nz_bitwise(backend):
+    """PagedCacheLoad through the ATB C API (context stream set via vtable slot 2): both layouts, exact."""
+    spec = registry.op("paged_cache_load")
+    for params in (dict(layout="ND", k_dtype="int8", cumsum=True, has_seq_starts=True),
+                   dict(layout="NZ", k_dtype="int8", v_dtype="bfloat16")):
+        case = spec.case(**params)
+        inputs = spec.make_inputs(case, 3)
+        out = backend.run(spec, case, inputs)
+        gold = registry.backend("numpy").run(spec, case, inputs)
+        for k in ("key", "value"):
+            assert out[k].dtype == gold[k].dtype and out[k].shape == gold[k].shape
+            assert np.array_equal(out[k].view(np.uint8), gold[k].view(np.uint8))
+
+
+@pytest.mark.parametrize("fault, code_text, op", [
+    ("malloc:3", "207001 ACL_ERROR_RT_MEMORY_ALLOCATION", "nsa_compress_with_cache"),
+    ("launch", "361001 ACLNN_ERR_RUNTIME_ERROR", "dequant_rope_quant_kvcache"),
+    ("launch", "4 ERROR_RT_FAIL", "paged_cache_load"),
+    ("sync_timeout", "507046 ACL_ERROR_RT_STREAM_SYNC_TIMEOUT", "nsa_compress_with_cache"),
+    ("sync_timeout", "507046 ACL_ERROR_RT_STREAM_SYNC_TIMEOUT", "paged_cache_load"),
+])
+def test_faults_are_errors_leak_nothing_and_the_run_continues(fault, code_text, op, backend, counters):
+    spec, (case, nxt) = _cases(op, negative=False, n=2)
+    counters.fault(fault)
+    res = run_case(spec, case, [backend], "smoke", 0, NO_TIMING)
+    verdicts = {r["verdict"] for r in res.rows}
+    assert verdicts == {"error"}, [r["reason"] for r in res.rows]
+    reason = res.rows[0]["reason"]
+    assert code_text in reason and "fault injected by the double" in reason, reason
+    assert _held(counters) == {}
+    res = run_case(spec, nxt, [backend], "smoke", 0, NO_TIMING)   # one-shot fault: the next case runs
+    assert {r["verdict"] for r in res.rows} <= {"pass", "warn"}, [r["reason"] for r in res.rows]
+    assert _held(counters) == {}
+
+
+def test_crash_kills_only_a_subprocess(double):
+    """A crash inside phase 2 (abort) takes its process down; the parent sees the signal."""
+    spec, (case,) = _cases("nsa_compress_with_cache", negative=False, n=1)
+    code = ("from harness import registry\nfrom backends.aclnn import AclnnBackend\n"
+            "spec = registry.op('nsa_compress_with_cache')\n"
+            f"case = [c for c in spec.cases('smoke') if c.id == {case.id!r}][0]\n"
+            "AclnnBackend().run(spec, case, spec.make_inputs(case, 0))\nprint('survived')\n")
+    env = {**os.environ, **double.env(), "OPDIFF_ACLNN_DOUBLE_FAULT": "crash"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGABRT, proc.stderr[-2000:]
+    assert "survived" not in proc.stdout
+
+
+def test_crash_becomes_a_crash_verdict_in_the_cli(double, tmp_path):
+    spec, (case,) = _cases("paged_cache_load", negative=False, n=1)
+    env = {**os.environ, **double.env(), "OPDIFF_ACLNN_DOUBLE_FAULT": "crash"}
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--ops", "paged_cache_load", "--backends", "aclnn",
+                           "--case", case.id, "--no-timing", "--out", str(tmp_path / "run")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "crash" in proc.stdout and "SIGABRT" in proc.stdout, proc.stdout
+
+
+def test_unused_executor_is_destroyed_once_and_relaunch_requeries(backend, counters):
+    """prepare without launch: the phase-1 executor goes through aclDestroyAclOpExecutor; two launches of
+    one prepared call (the timing path) each run phase 1 again (a non-repeatable executor is consumed)."""
+    spec, (case,) = _cases("nsa_compress_with_cache", negative=False, n=1)
+    inputs = spec.make_inputs(case, 0)
+    before = counters.created("executor")
+    call = backend.prepare(spec, case, inputs)
+    assert counters.live()["executor"] == 1
+    backend._release(call)
+    assert counters.live()["executor"] == 0
+    call = backend.prepare(spec, case, inputs)
+    backend.launch(call)
+    backend.launch(call)
+    backend.synchronize()
+    backend._release(call)
+    assert counters.created("executor") - before == 3
+    assert _held(counters) == {}
+
+
+def test_atb_operation_reused_across_launches_and_destroyed_once(backend, counters):
+    spec, (case,) = _cases("paged_cache_load", negative=False, n=1)
+    before = counters.created("atb_operation")
+    call = backend.prepare(spec, case, spec.make_inputs(case, 0))
+    for _ in range(3):
+        backend.launch(call)
+    backend.synchronize()
+    backend._release(call)
+    assert counters.created("atb_operation") - before == 1     # *op != NULL is passed back to ATB
+    assert counters.live()["atb_context"] == 1                  # one context per runtime, until close
+
+
+def test_event_timer(backend, counters):
+    spec, (case,) = _cases("dequant_rope_quant_kvcache", negative=False, n=1)
+    call = backend.prepare(spec, case, spec.make_inputs(case, 0))
+    timer = backend.timer()
+    assert timer.mode == "acl_event"
+    samples = [timer.elapsed_us(lambda: backend.launch(call)) for _ in range(3)]
+    assert all(np.isfinite(s) and s > 0 for s in samples)
+    assert counters.live()["event"] == 2                        # created once, reused
+    backend._release(call)
+
+
+def test_timing_through_the_runner_records_the_event_mode(backend):
+    spec, (case,) = _cases("paged_cache_load", negative=False, n=1)
+    res = run_case(spec, case, [backend], "smoke", 0)
+    assert {r["verdict"] for r in res.rows} == {"pass"}
+    assert res.rows[0]["timing_mode"].startswith("acl_event") and res.rows[0]["latency_median_us"] > 0
+
+
+def test_device_is_set_in_every_calling_thread(backend):
+    """The double returns ACL_ERROR_RT_CONTEXT_NULL to a thread that never called aclrtSetDevice."""
+    spec, (case,) = _cases("nsa_compress_with_cache", negative=False, n=1)
+    inputs = spec.make_inputs(case, 0)
+    out, errors = {}, []
+
+    def work():
+        try:
+            out.update(backend.run(spec, case, inputs))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert not errors and "cache" in out
+
+
+def test_device_name_names_the_soc(backend):
+    assert backend.device_name().startswith("Ascend910B1")
+
+
+# ---- discovery ---------------------------------------------------------------------------------------------
+def test_no_cann_is_unavailable_with_the_reason(tmp_path):
+    from backends.aclnn import AclnnBackend
+
+    with cann_env({}, home=tmp_path):
+        avail = AclnnBackend().available()
+    assert not avail
+    assert "libascendcl.so" in avail.reason and "ASCEND_HOME_PATH" in avail.reason and "set_env.sh" in avail.reason
+
+
+def test_cli_without_cann_skips_aclnn_and_exits_0(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "ATB_HOME_PATH")}
+    env["HOME"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--ops", "paged_cache_load", "--backends",
+                           "aclnn,numpy", "--no-timing", "--out", str(tmp_path / "run")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "backend aclnn skipped every case" in proc.stdout
+
+
+def test_missing_atb_declines_only_paged_cache_load(double, tmp_path):
+    from backends.aclnn import AclnnBackend
+
+    with cann_env({"ASCEND_HOME_PATH": str(double.ascend_home), "ATB_HOME_PATH": str(tmp_path)}):
+        b = AclnnBackend()
+        try:
+            assert b.available()
+            pcl = registry.op("paged_cache_load")
+            why = b.supports(pcl, pcl.cases("smoke")[0])
+            assert "libatb.so" in why and "ATB_HOME_PATH" in why
+            ncwc = registry.op("nsa_compress_with_cache")
+            assert b.supports(ncwc, ncwc.cases("smoke")[0]) is None
+        finally:
+            b.close()
+
+
+def test_missing_op_library_declines_with_the_symbol(double, tmp_path):
+    """A toolkit whose lib64 lacks the transformer op library: the op is declined naming what was searched."""
+    from backends.aclnn import AclnnBackend
+
+    lib64 = tmp_path / "cann" / "lib64"
+    lib64.mkdir(parents=True)
+    for name in ("libascendcl.so", "libnnopbase.so", "libopapi.so"):
+        (lib64 / name).symlink_to(double.ascend_home / "lib64" / name)
+    with cann_env({"ASCEND_HOME_PATH": str(tmp_path / "cann")}):
+        b = AclnnBackend()
+        try:
+            spec = registry.op("nsa_compress_with_cache")
+            why = b.supports(spec, spec.cases("smoke")[0])
+            assert "aclnnNsaCompressWithCache" in why and "libopapi.so" in why
+        finally:
+            b.close()
