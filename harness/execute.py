@@ -27,9 +27,11 @@ PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed
 
 
 def add_options(p) -> None:
-    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
-                   help="run backends in a worker process (a crash or hang becomes a verdict); default: on for "
-                        "backends that may crash the process (torch_npu, aclnn), off for numpy/torch")
+    # two plain flags rather than BooleanOptionalAction: `run --repeat` re-emits store_true flags as they are
+    p.add_argument("--isolate", action="store_true",
+                   help="run every backend in a worker process (a crash or hang becomes a verdict); default: only "
+                        "backends that may crash the process (torch_npu, aclnn), numpy/torch in-process")
+    p.add_argument("--no-isolate", action="store_true", help="run every backend in-process")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
                    help=f"seconds one case may take on an isolated backend before it is killed and recorded as "
                         f"`timeout` (default {DEFAULT_ISOLATED_TIMEOUT_S:g}); implies --isolate for all backends")
@@ -52,6 +54,10 @@ def _positive_float(text: str) -> float:
 def prepare(args) -> tuple[dict | None, set]:
     """Validate run options. Returns (meta of the run being resumed or None, completed (op, case_id))."""
     old_meta, done = None, set()
+    if args.isolate is True and getattr(args, "no_isolate", False):
+        raise UsageError("--isolate and --no-isolate contradict each other; give one")
+    if args.isolate is not None:  # normalise the two flags to one tri-state: True / False / None (default)
+        args.isolate = True if args.isolate else (False if getattr(args, "no_isolate", False) else None)
     if args.resume:
         given = [k for k, d in PLAN_DEFAULTS.items() if getattr(args, k, d) != d]
         if given:

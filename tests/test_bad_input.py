@@ -41,6 +41,7 @@ def _err(capsys):
     (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
     (["--tier", "huge"], "argument --tier: invalid choice: 'huge'"),
     (["--no-isolate", "--timeout", "5"], "--timeout needs isolated workers"),
+    (["--isolate", "--no-isolate"], "--isolate and --no-isolate contradict each other"),
     (["--shard", "1of2"], "--shard '1of2': expected I/N"),
     (["--ops", "paged_cache_lod"], "unknown op 'paged_cache_lod'; known ops: "),
     (["--backends", "numpy,nmpy"], "unknown backend 'nmpy'; known backends: "),
