@@ -70,12 +70,21 @@ def _held(counters) -> dict:
     return {k: live[k] for k in RESOURCES if live[k]}
 
 
-BOUND_OPS = ("paged_cache_load", "nsa_compress_with_cache", "dequant_rope_quant_kvcache", "nsa_selected_attention_grad")
+BOUND_OPS = ("paged_cache_load", "nsa_compress_with_cache", "dequant_rope_quant_kvcache", "nsa_selected_attention_grad",
+             "incre_flash_attention")
+
+
+def test_every_operator_has_a_binding():
+    from backends.aclnn.ops import BINDINGS
+
+    assert set(registry.op_names()) <= set(BINDINGS) and set(BOUND_OPS) == set(BINDINGS)
 
 
 @pytest.mark.parametrize("op", BOUND_OPS)
 def test_positive_cases_match_the_golden_and_release_everything(op, backend, counters):
-    spec, cases = _cases(op, negative=False, n=4)
+    spec, cases = _cases(op, negative=False, n=40)
+    cases = [c for c in cases if backend.supports(spec, c) is None][:4]
+    assert cases
     for case in cases:
         res = run_case(spec, case, [backend], "smoke", 0, NO_TIMING)
         assert {r["verdict"] for r in res.rows} <= {"pass", "warn"}, [r["reason"] for r in res.rows]
@@ -84,7 +93,8 @@ def test_positive_cases_match_the_golden_and_release_everything(op, backend, cou
 
 @pytest.mark.parametrize("op", BOUND_OPS)
 def test_negative_cases_are_rejected_at_get_workspace_size(op, backend, counters):
-    spec, cases = _cases(op, negative=True, n=3)
+    spec, cases = _cases(op, negative=True, n=40)
+    cases = [c for c in cases if backend.supports(spec, c) is None][:3]
     family_code = {"paged_cache_load": None}.get(op, 161002)   # ATB returns its own ErrorType codes
     for case in cases:
         with pytest.raises(Rejected) as info:
@@ -240,6 +250,14 @@ def test_device_is_set_in_every_calling_thread(backend):
 
 def test_device_name_names_the_soc(backend):
     assert backend.device_name().startswith("Ascend910B1")
+
+
+def test_ifa_cases_for_another_product_are_declined_with_the_reason(backend):
+    spec = registry.op("incre_flash_attention")
+    card = next(c for c in spec.cases("smoke") if c.params["product"] == "310P")
+    a2 = next(c for c in spec.cases("smoke") if c.params["product"] == "A2")
+    assert "targets product 310P" in backend.supports(spec, card) and "Ascend910B1 (A2)" in backend.supports(spec, card)
+    assert backend.supports(spec, a2) is None
 
 
 # ---- discovery ---------------------------------------------------------------------------------------------

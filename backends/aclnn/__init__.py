@@ -226,7 +226,7 @@ class AclnnBackend(Backend):
                 self._cann.op_symbol(binding.symbol)
         except CannUnavailable as exc:
             return str(exc)
-        return binding.decline(case.params)
+        return binding.decline(case.params, self.soc_name())
 
     def device_name(self) -> str:
         if not self.available():

@@ -25,7 +25,8 @@ class Binding:
     symbol: str                       # aclnnXxx (phase 2 name) or AtbPagedCacheLoad
     family: str                       # "aclnn" | "atb": which status table names the codes
     build: Callable[[Any, dict, dict], list]
-    decline: Callable[[dict], str | None] = lambda params: None
+    #: (params, soc name) -> the documented reason this case cannot run on this device, or None
+    decline: Callable[[dict, str], str | None] = lambda params, soc: None
     #: (params, inputs, outputs) -> outputs: reshape what the C API returns into the case's outputs
     post: Callable[[dict, dict, dict], dict] | None = None
 
@@ -123,6 +124,43 @@ def _nsa_selected_attention_grad(call, params, inputs) -> list:
     ]
 
 
+# ---- IncreFlashAttention (seed 004, ops.md section 5) ---------------------------------------------------------
+def _incre_flash_attention(call, params, inputs) -> list:
+    """npu_incre_flash_attention -> aclnnIncreFlashAttentionV4 (acl_abi.md section 4): key and value travel
+    as one-tensor aclTensorLists, padding_mask is not an aclnn argument (torch_npu drops it too)."""
+    q = inputs["query"]
+    out_dtype = "int8" if inputs.get("quant_scale2") is not None else name_of(q)
+    opt = call.optional
+    return [
+        call.tensor(q), call.tensor_list([inputs["key"]]), call.tensor_list([inputs["value"]]),
+        opt(inputs.get("pse_shift")), opt(inputs.get("atten_mask")), call.int_array(inputs.get("actual_seq_lengths")),
+        opt(inputs.get("dequant_scale1")), opt(inputs.get("quant_scale1")), opt(inputs.get("dequant_scale2")),
+        opt(inputs.get("quant_scale2")), opt(inputs.get("quant_offset2")), opt(inputs.get("antiquant_scale")),
+        opt(inputs.get("antiquant_offset")), opt(inputs.get("block_table")), opt(inputs.get("kv_padding_size")),
+        int(inputs["num_heads"]), float(inputs["scale_value"]), inputs["input_layout"],
+        int(inputs["num_key_value_heads"]), int(inputs["block_size"] or 0), int(inputs["inner_precise"]),
+        call.output("attention_out", q.shape, out_dtype),
+    ]
+
+
+def soc_product(soc: str) -> str:
+    """The product family of a SoC name (aclrtGetSocName) as the IFA case parameter `product` names it."""
+    s = soc.replace(" ", "").lower()
+    if s.startswith("ascend310p"):
+        return "310P"
+    if s.startswith(("ascend910b", "ascend910_93")):
+        return "A2"   # Atlas A2 / A3 training: the seed's "Atlas A2" limits
+    return soc
+
+
+def _ifa_decline(params, soc: str) -> str | None:
+    want, have = params.get("product", "A2"), soc_product(soc)
+    if want != have:
+        return (f"the case targets product {want} (its documented limits and support); this device is {soc or '?'} "
+                f"({have}): run it on a {want} device")
+    return None
+
+
 BINDINGS: dict[str, Binding] = {
     "paged_cache_load": Binding("paged_cache_load", "AtbPagedCacheLoad", "atb", _paged_cache_load),
     "nsa_compress_with_cache": Binding("nsa_compress_with_cache", "aclnnNsaCompressWithCache", "aclnn",
@@ -131,4 +169,6 @@ BINDINGS: dict[str, Binding] = {
                                           _dequant_rope_quant_kvcache, post=_dequant_rope_post),
     "nsa_selected_attention_grad": Binding("nsa_selected_attention_grad", "aclnnNsaSelectedAttentionGrad", "aclnn",
                                            _nsa_selected_attention_grad),
+    "incre_flash_attention": Binding("incre_flash_attention", "aclnnIncreFlashAttentionV4", "aclnn",
+                                     _incre_flash_attention, decline=_ifa_decline),
 }
