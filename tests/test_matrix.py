@@ -35,6 +35,8 @@ def test_negative_case_rejected(negative_case, backend_name, opdiff_options):
                    NO_TIMING)
     bad = [r for r in res.rows if not r["ok"]]
     assert not bad, _explain(bad, **opdiff_options)
+    # The references raise ConstraintViolation naming the constraint; a device's message is its own.
+    reference = backend_name in ("numpy", "torch") or backend_name.startswith("torch:")
     for r in res.rows:
-        if r["verdict"] == "rejected":
+        if reference and r["verdict"] == "rejected":
             assert case.violates in r["reason"], f"rejected for another reason than {case.violates!r}: {r['reason']}"
