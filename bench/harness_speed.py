@@ -1,0 +1,233 @@
+"""The framework's own speed (a benchmark that prints figures; never a test).
+
+    /work/venv/bin/python bench/harness_speed.py [--ops a,b] [--quick]
+
+1. smoke-tier wall time per registered op on numpy+torch (timing on, as `run` does);
+2. harness overhead per case: wall time minus the time spent inside backend calls, timing off,
+   over every smoke case;
+3. the numpy golden of each memory-bound op (FLOPs per byte < 1) against a memcpy of the bytes
+   its `cost()` says it moves, on its smoke cases;
+4. the numpy golden of each attention op against torch's scaled_dot_product_attention in float32
+   on the same (batch, heads, query length, kv length, head dim), where the case params name them;
+5. the harness CPU timer (median of `measure`, nightly protocol) against
+   torch.utils.benchmark.Timer.blocked_autorange on the same callables.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import registry  # noqa: E402
+from harness.runner import run_case  # noqa: E402
+from harness.timing import TIER_TIMING, HostTimer, TimingConfig, measure  # noqa: E402
+
+
+def _median_time(fn, reps=7) -> float:
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def smoke_wall(specs):
+    print("1. smoke tier, numpy+torch, timing on (wall seconds per op)")
+    backends = [registry.backend("numpy"), registry.backend("torch")]
+    total = 0.0
+    for spec in specs:
+        try:
+            cases = spec.cases("smoke")
+        except Exception as exc:
+            print(f"   {spec.name:<32} cases cannot be derived: {type(exc).__name__}: {exc}"[:160])
+            continue
+        t0 = time.perf_counter()
+        for c in cases:
+            run_case(spec, c, backends, "smoke", 0)
+        dt = time.perf_counter() - t0
+        total += dt
+        print(f"   {spec.name:<32} {len(cases):>4} cases  {dt:7.2f} s")
+    print(f"   {'all ops':<32} {'':>10} {total:7.2f} s")
+
+
+class _Clock:
+    """Accumulates time spent inside wrapped backend methods."""
+
+    def __init__(self):
+        self.inside = 0.0
+        self.depth = 0
+
+    def wrap(self, obj, name):
+        fn = getattr(obj, name)
+
+        def timed(*a, **k):
+            if self.depth:
+                return fn(*a, **k)
+            self.depth += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.inside += time.perf_counter() - t0
+                self.depth -= 1
+
+        setattr(obj, name, timed)
+
+
+def overhead(specs):
+    print("2. harness overhead per case (timing off; wall minus time inside backend prepare/launch/fetch/golden)")
+    clock = _Clock()
+    backends = [registry.backend("numpy"), registry.backend("torch")]
+    for b in backends:
+        for m in ("prepare", "launch", "fetch", "synchronize", "golden"):
+            if hasattr(b, m):
+                clock.wrap(b, m)
+    off = TimingConfig(enabled=False)
+    n = 0
+    t0 = time.perf_counter()
+    for spec in specs:
+        try:
+            cases = spec.cases("smoke")
+        except Exception:
+            continue
+        for c in cases:
+            run_case(spec, c, backends, "smoke", 0, off)
+            n += 1
+    wall = time.perf_counter() - t0
+    print(f"   {n} cases x 2 backends: wall {wall:.2f} s, inside backends {clock.inside:.2f} s, "
+          f"harness {1e3 * (wall - clock.inside) / max(n, 1):.2f} ms per case "
+          f"(input building, comparison, result rows)")
+    for b in backends:  # undo the wrappers (instances are cached by the registry)
+        for m in ("prepare", "launch", "fetch", "synchronize", "golden"):
+            b.__dict__.pop(m, None)
+
+
+def golden_vs_memcpy(specs):
+    print("3. numpy golden of memory-bound ops vs memcpy of the bytes they move (smoke cases, medians)")
+    numpy_b = registry.backend("numpy")
+    for spec in specs:
+        if spec.cost is None:
+            continue
+        try:
+            cases = [c for c in spec.cases("smoke") if not c.negative]
+        except Exception:
+            continue
+        ratios, gold_gbps = [], []
+        for c in cases:
+            nbytes, flops = spec.cost(c.params)
+            if not nbytes or flops / nbytes >= 1.0:
+                continue
+            inputs = spec.make_inputs(c, 0)
+            try:
+                g = _median_time(lambda: numpy_b.golden(spec, c, inputs), 5)
+            except Exception:
+                continue
+            half = max(1, int(nbytes // 2))  # cost counts read + write; a copy of half reads and writes it
+            src = np.ones(half, np.uint8)
+            dst = np.empty_like(src)
+            m = _median_time(lambda: np.copyto(dst, src), 9)
+            ratios.append(g / m)
+            gold_gbps.append(nbytes / g / 1e9)
+        if ratios:
+            print(f"   {spec.name:<32} {len(ratios):>3} cases: golden / memcpy median {np.median(ratios):8.1f}x "
+                  f"(range {min(ratios):.1f}-{max(ratios):.1f}), golden {np.median(gold_gbps):.2f} GB/s")
+        else:
+            print(f"   {spec.name:<32} not memory-bound (FLOPs per byte >= 1) or no runnable case")
+
+
+SHAPE_KEYS = {"batch": ("batch", "B"), "heads": ("num_heads", "n1", "N"), "kv_heads": ("num_kv_heads", "n2"),
+              "dim": ("head_dim", "d_qk", "D"), "kv": ("kv_seq", "max_context", "S"), "q": ("q_seq", "q_len")}
+
+
+def _shape(params):
+    out = {}
+    for k, names in SHAPE_KEYS.items():
+        out[k] = next((params[n] for n in names if isinstance(params.get(n), int)), None)
+    return out
+
+
+def golden_vs_sdpa(specs):
+    import torch
+
+    torch.set_num_threads(1)  # 2 intra-op threads on a loaded 2-core host wait ~20 ms per barrier (see notes)
+    print("4. numpy golden of attention ops vs torch SDPA float32, 1 thread, same B, N, Sq, Skv, D (smoke cases)")
+    numpy_b = registry.backend("numpy")
+    for spec in specs:
+        if "attention" not in spec.name:
+            continue
+        ratios, skipped = [], 0
+        try:
+            cases = [c for c in spec.cases("smoke") if not c.negative]
+        except Exception:
+            continue
+        for c in cases:
+            s = _shape(c.params)
+            if None in (s["batch"], s["heads"], s["dim"], s["kv"]):
+                skipped += 1
+                continue
+            sq = s["q"] or 1
+            nkv = s["kv_heads"] or s["heads"]
+            q = torch.randn(s["batch"], s["heads"], sq, s["dim"])
+            k = torch.randn(s["batch"], nkv, s["kv"], s["dim"])
+            v = torch.randn(s["batch"], nkv, s["kv"], s["dim"])
+            inputs = spec.make_inputs(c, 0)
+            try:
+                g = _median_time(lambda: numpy_b.golden(spec, c, inputs), 5)
+            except Exception:
+                skipped += 1
+                continue
+            gqa = nkv != s["heads"]
+            t = _median_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=gqa), 9)
+            ratios.append(g / t)
+        if ratios:
+            print(f"   {spec.name:<32} {len(ratios):>3} cases: golden / SDPA median {np.median(ratios):7.1f}x "
+                  f"(range {min(ratios):.1f}-{max(ratios):.1f})" + (f"; {skipped} cases without a mapping" if skipped else ""))
+        else:
+            print(f"   {spec.name:<32} n/a: params do not name batch/heads/seq/dim (e.g. TND with per-sequence lengths)")
+
+
+def timer_vs_blocked_autorange():
+    import torch
+    from torch.utils.benchmark import Timer
+
+    torch.set_num_threads(1)  # blocked_autorange runs with num_threads=1; time both the same way
+    print("5. harness CPU timer (median, nightly protocol) vs torch.utils.benchmark blocked_autorange (median), 1 thread")
+    a = torch.randn(1 << 20)
+    b = torch.randn(1 << 20)
+    x = np.random.default_rng(0).standard_normal((256, 256))
+    callables = {
+        "torch.add 1M fp32": lambda: torch.add(a, b),
+        "numpy 256x256 matmul": lambda: x @ x,
+        "numpy sum 64K": lambda: x[:, :256].sum(),
+    }
+    for name, fn in callables.items():
+        ours = float(np.median(measure(HostTimer(), fn, TIER_TIMING["nightly"])))
+        theirs = Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=0.5).median * 1e6
+        print(f"   {name:<24} harness {ours:9.2f} us   blocked_autorange {theirs:9.2f} us   ratio {ours / theirs:5.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ops", default="all")
+    ap.add_argument("--sections", default="1,2,3,4,5", help="which figures to print (comma list)")
+    args = ap.parse_args()
+    want = {int(x) for x in args.sections.split(",")}
+    os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+    names = registry.parse_names(args.ops, "op", registry.op_names())
+    specs = [registry.op(n) for n in names]
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; ops: {', '.join(names)}")
+    steps = {1: smoke_wall, 2: overhead, 3: golden_vs_memcpy, 4: golden_vs_sdpa, 5: lambda _: timer_vs_blocked_autorange()}
+    for k in sorted(want):
+        steps[k](specs)
+
+
+if __name__ == "__main__":
+    main()
