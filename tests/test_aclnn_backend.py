@@ -312,3 +312,15 @@ def test_missing_op_library_declines_with_the_symbol(double, tmp_path):
             assert "aclnnNsaCompressWithCache" in why and "libopapi.so" in why
         finally:
             b.close()
+
+
+def test_device_not_visible_is_unavailable_and_takes_no_device(double, counters):
+    from backends.aclnn import AclnnBackend
+
+    streams = counters.created("stream")
+    with cann_env(double.env()):
+        b = AclnnBackend("3")
+        avail = b.available()
+        b.close()
+    assert not avail and "device 3 is not visible" in avail.reason and "1 device(s)" in avail.reason
+    assert counters.created("stream") == streams      # asking holds no device context

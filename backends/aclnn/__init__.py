@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-from ctypes import byref, c_uint64, c_void_p
+from ctypes import byref, c_uint32, c_uint64, c_void_p
 
 from harness.errors import Rejected
 
@@ -187,7 +187,8 @@ class AclnnBackend(Backend):
         if self.device_id != 0:
             self.name = f"aclnn:{self.device_id}"
         self._cann: Cann | None = None
-        self._runtime: Runtime | None = None
+        self._rt: Runtime | None = None
+        self._closed = False
         self._availability: Availability | None = None
         self._live: list[Call] = []
         self._armed = None
@@ -200,18 +201,36 @@ class AclnnBackend(Backend):
         return self._availability
 
     def _probe(self) -> Availability:
+        """Load the libraries, aclInit, count devices. The device itself (aclrtSetDevice, stream, ATB
+        context) is taken on the first prepare, so a process that only asks (the CLI parent of an isolated
+        worker) holds no device context."""
         try:
             self._cann = load()
         except CannUnavailable as exc:
             return Availability(False, str(exc))
-        try:
-            self._runtime = Runtime(self._cann, self.device_id)
-        except AclCallError as exc:
-            return Availability(False, f"CANN found at {self._cann.root} but the device cannot be used: {exc}")
+        rt = self._cann.rt
+        st = rt.aclInit(None)
+        if st not in (_codes.ACL_SUCCESS, _codes.ACL_ERROR_REPEAT_INITIALIZE):
+            return Availability(False, f"CANN found at {self._cann.root} but aclInit failed: status {st} "
+                                       f"{_codes.status_name(st)}: {recent_error(self._cann)}")
+        recent_error(self._cann)   # a repeat-initialize leaves a message behind
+        count = c_uint32(0)
+        st = rt.aclrtGetDeviceCount(byref(count))
+        if st != 0 or count.value <= self.device_id:
+            return Availability(False, f"CANN found at {self._cann.root} but device {self.device_id} is not visible "
+                                       f"(aclrtGetDeviceCount: status {st}, {count.value} device(s); check the driver "
+                                       f"and ASCEND_RT_VISIBLE_DEVICES)")
         if not self._atexit:
             atexit.register(self.close)
             self._atexit = True
         return Availability(True)
+
+    @property
+    def _runtime(self) -> Runtime | None:
+        """The runtime for this device, created on first use (aclrtSetDevice, stream)."""
+        if self._rt is None and not self._closed and self.available():
+            self._rt = Runtime(self._cann, self.device_id)
+        return self._rt
 
     def supports(self, spec, case):
         binding = BINDINGS.get(spec.name)
@@ -264,8 +283,8 @@ class AclnnBackend(Backend):
         prepared.launch(self._armed)
 
     def synchronize(self) -> None:
-        if self._runtime is not None:
-            self._runtime.synchronize()
+        if self._rt is not None:
+            self._rt.synchronize()
             for c in self._live:
                 c.launched = False
 
@@ -297,9 +316,10 @@ class AclnnBackend(Backend):
 
     def close(self) -> None:
         """Release every prepared call, then the runtime's stream, events and ATB context."""
-        if self._runtime is None:
+        self._closed = True
+        self._availability = Availability(False, "aclnn backend closed")
+        if self._rt is None:
             return
         self._release_live()
-        self._runtime.close()
-        self._runtime = None
-        self._availability = Availability(False, "aclnn backend closed")
+        self._rt.close()
+        self._rt = None

@@ -37,6 +37,7 @@ RUNTIME = {
     "aclFinalize": (STATUS, []),
     "aclGetRecentErrMsg": (c_char_p, []),
     "aclrtGetSocName": (c_char_p, []),
+    "aclrtGetDeviceCount": (STATUS, [POINTER(c_uint32)]),
     "aclrtSetDevice": (STATUS, [c_int32]),
     "aclrtResetDevice": (STATUS, [c_int32]),
     "aclrtCreateStream": (STATUS, [POINTER(P)]),
