@@ -36,6 +36,8 @@ def add_options(p) -> None:
                    help=f"seconds one case may take on an isolated backend before it is killed and recorded as "
                         f"`timeout` (default {DEFAULT_ISOLATED_TIMEOUT_S:g}); implies --isolate for all backends")
     p.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR (plan read from DIR/run.json)")
+    p.add_argument("--replace", action="store_true",
+                   help="if --out already holds a run, move it aside to DIR.prev-<its run id> first (nothing is deleted)")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1-based, deterministic, cost-balanced)")
     p.add_argument("--known-issues", metavar="DIR",
                    help="directory of <backend>.toml known-issue files (default cases/known_issues)")
@@ -79,14 +81,34 @@ def prepare(args) -> tuple[dict | None, set]:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory")
+        if (out / "run.json").exists() and getattr(args, "replace", False):
+            _move_aside(out)
         if (out / "run.json").exists():
             raise UsageError(f"--out {out}: already holds a run (run.json); use --resume {out} to finish it, "
+                             f"--replace to move it aside, "
                              f"or choose a new directory")
     if args.shard:
         shard.parse(args.shard)
     if args.isolate is False and args.timeout is not None:
         raise UsageError("--timeout needs isolated workers; drop --no-isolate or --timeout")
     return old_meta, done
+
+
+def _move_aside(out: Path) -> None:
+    """Rename an existing run directory to DIR.prev-<run id> (a counter is added if that exists too)."""
+    import json
+
+    try:
+        run_id = str(json.loads((out / "run.json").read_text()).get("run_id", "unknown"))
+    except (OSError, ValueError, AttributeError):
+        run_id = "unknown"
+    target = out.with_name(f"{out.name}.prev-{run_id}")
+    n = 1
+    while target.exists():
+        target = out.with_name(f"{out.name}.prev-{run_id}.{n}")
+        n += 1
+    out.rename(target)
+    log.warning("--replace: moved the previous run in %s to %s", out, target)
 
 
 def plan_args(args) -> dict:
