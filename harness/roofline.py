@@ -79,8 +79,39 @@ def peak_for(device_name: str | None) -> Peak | None:
 
 @functools.lru_cache(maxsize=1)
 def host_peak() -> Peak:
-    gbps = memcpy_gbps()
+    gbps = _cached_memcpy_gbps()
     return Peak("host CPU (memcpy probe)", gbps, {}, f"memcpy probe: {gbps:.1f} GB/s read+write")
+
+
+def _cached_memcpy_gbps() -> float:
+    """The probe costs seconds; it is measured once per host and kept in the user's cache directory
+    (OPDIFF_CACHE_DIR, else $XDG_CACHE_HOME/opdiff, else ~/.cache/opdiff). Delete the file to re-probe."""
+    import json
+    import os
+    import socket
+    from pathlib import Path
+
+    from .envinfo import cpu_name
+
+    root = os.environ.get("OPDIFF_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "opdiff")
+    path = Path(root) / "host_peak.json"
+    key = f"{socket.gethostname()}|{cpu_name()}|{os.cpu_count()}"
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key and float(cached["gbps"]) > 0:
+            return float(cached["gbps"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    gbps = memcpy_gbps()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "gbps": gbps}))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home is fine: the probe just runs again next time
+        pass
+    return gbps
 
 
 def memcpy_gbps(nbytes: int = 256 * 1024 * 1024, repeats: int = 5) -> float:
