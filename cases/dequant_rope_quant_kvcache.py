@@ -368,6 +368,10 @@ def _build_indices(p, rng, t):
     chosen = rng.permutation(slots)[: min(n_valid, slots)]
     if chosen.size and slots - 1 not in chosen:
         chosen[0] = slots - 1             # the last slot (upper edge) is always written
+    if n_valid > slots:
+        # more tokens to write than cache slots (a page_index_bounds negative case): the surplus
+        # tokens can only get indices past the cache, which is what the data must then show
+        chosen = np.concatenate([chosen, np.arange(slots, n_valid)])
     idx = np.full(t, -1, dtype=np.int64)
     pos = np.sort(rng.permutation(t)[: chosen.size])
     idx[pos] = chosen
