@@ -186,6 +186,8 @@ class OpSpec:
     label:       `params -> short readable text` for case ids.
     regions:     optional `(params, inputs, output name) -> [Region]` splitting an output.
     cost:        optional `params -> (bytes moved, flops)` for roofline figures.
+    perf_floor:  optional effect floor for latency regressions of this op (`compare`); None = the
+                 command's default (5%). Raise it only with a comment saying why (a noisy kernel).
     dtype_key:   the param reported as a result's dtype column.
     """
 
@@ -203,6 +205,7 @@ class OpSpec:
     dtype_key: str = "dtype"
     regions: Callable[[Mapping[str, Any], Mapping[str, Any], str], list] | None = None
     cost: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
+    perf_floor: float | None = None
     tiers: Mapping[str, TierPlan] = field(default_factory=lambda: {
         "smoke": TierPlan(sample=2), "nightly": TierPlan(sample=12), "full": TierPlan(sample=24, hypothesis=25)})
 
