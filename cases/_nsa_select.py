@@ -44,10 +44,29 @@ def chunks(t1: int, per_query_elements: int):
         yield a, min(t1, a + step)
 
 
-def gather(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """x [T2, N2, D], rows [c, N2, L] global key rows -> float64 [c, N2, L, D]."""
-    heads = np.arange(x.shape[1])[None, :, None]
-    return x[rows, heads].astype(np.float64)
+def blocks64(x: np.ndarray, bs: int) -> np.ndarray:
+    """x [T2, N2, D] -> float64 [N2 * T2/bs, bs*D]: row n2 * (T2/bs) + global block id.
+
+    Valid cases have every batch's KV length a multiple of bs, so blocks tile T2 and a batch's
+    block i is global block kv0/bs + i. Converting once and gathering whole contiguous blocks is
+    far cheaper than converting or indexing each gathered key row.
+    """
+    t2, n2, d = x.shape
+    nb = t2 // bs
+    xb = np.asarray(x)[: nb * bs].reshape(nb, bs, n2, d).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(xb, dtype=np.float64).reshape(n2 * nb, bs * d)
+
+
+def block_keys(topk_chunk: np.ndarray, kv0_chunk: np.ndarray, bs: int, nb: int) -> np.ndarray:
+    """[c, N2, count] rows of a blocks64 array: n2 * nb + kv0/bs + topk."""
+    n2 = topk_chunk.shape[1]
+    return (kv0_chunk[:, None, None] // bs + topk_chunk.astype(np.int64)) + nb * np.arange(n2)[None, :, None]
+
+
+def gather(xb: np.ndarray, keys: np.ndarray, d: int) -> np.ndarray:
+    """Selected blocks of a blocks64 array -> [c, N2, count*bs, D] in top-k order."""
+    c, n2, count = keys.shape
+    return xb[keys.reshape(-1)].reshape(c, n2, -1, d)
 
 
 def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: int):
@@ -59,6 +78,8 @@ def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: in
     t1, n1, dq = q.shape
     n2, dv = k.shape[1], v.shape[2]
     g = n1 // n2
+    nb = k.shape[0] // bs
+    kb, vb = blocks64(k, bs), blocks64(v, bs)
     length = topk.shape[2] * bs
     s1, kv0 = query_positions(cu_q, cu_kv, t1)
     out = np.zeros((t1, n1, dv))
@@ -66,8 +87,8 @@ def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: in
     sm = np.zeros((t1, n1))
     for a, b in chunks(t1, n2 * length * max(dq, g)):
         rel = selected_rel(topk[a:b], bs)
-        rows = kv0[a:b, None, None] + rel
-        ks, vs = gather(k, rows), gather(v, rows)
+        keys = block_keys(topk[a:b], kv0[a:b], bs, nb)
+        ks, vs = gather(kb, keys, dq), gather(vb, keys, dv)
         qg = q[a:b].astype(np.float64).reshape(b - a, n2, g, dq)
         s = scale * (qg @ ks.swapaxes(-1, -2))                      # [c, N2, G, L]
         if sparse_mode == 2:

@@ -39,6 +39,8 @@ MAX_S = 128 * 1024                # seed: S "取值范围为1~128K"
 STATS_WIDTH = 8                   # seed: softmaxMax / softmaxSum shape [T1, N1, 8]
 # Score elements (T1 * N1 * count * bs) a completed case aims at, so a tier's cases stay fast.
 BUDGET = {"smoke": 1 << 13, "nightly": 1 << 17, "full": 1 << 19}
+# KV elements (N2 * T2 * D) a completed case aims at: the golden converts K and V to float64 once.
+KV_BUDGET = {"smoke": 1 << 19, "nightly": 1 << 21, "full": 1 << 23}
 # Tensors of negative cases above this many elements are broadcast views (never computed on).
 CHEAP_LIMIT = 1 << 22
 
@@ -164,7 +166,7 @@ CONSTRAINTS = (
       edges=[edge("nightly", layout="TND")], violations=[dict(layout="BSND")]),
     C("batch_equal", Source(SEED, "输入query、key、value、attentionOut、attentionOutGrad的B(batchsize)必须相等"),
       ("q_lens", "kv_lens"), lambda p: len(p["q_lens"]) == len(p["kv_lens"]),
-      edges=[edge("nightly", q_lens=[33, 1, 70])],
+      edges=[edge("nightly", q_lens=[33, 1, 70], n1=2, n2=1, select_block_size=16, select_block_count=4)],
       violations=[dict(select_block_size=16, select_block_count=2, q_lens=[5, 7], kv_lens=[64])],
       check_inputs=_check_batch),
     C("batch_range", Source(SEED, "B:取值范围为1~2M (B > 2M forces T1 > 2M, so only B = 0 breaks this alone)"),
@@ -248,7 +250,8 @@ CONSTRAINTS = (
     C("kv_len_min", Source(SEED, "key、value的S 必须大于等于selectedBlockSize * selectedBlockCount"),
       ("kv_lens", "select_block_size", "select_block_count"),
       lambda p: all(s >= p["select_block_size"] * p["select_block_count"] for s in p["kv_lens"]),
-      edges=[edge("nightly", select_block_size=32, select_block_count=3, q_lens=[96], kv_lens=[96], sparse_mode=2),
+      edges=[edge("nightly", select_block_size=32, select_block_count=3, q_lens=[96], kv_lens=[96], sparse_mode=2,
+                  n1=4),
              edge(select_block_size=32, select_block_count=2, q_lens=[40, 17], kv_lens=[64, 96], sparse_mode=2)],
       violations=[dict(select_block_size=16, select_block_count=4, kv_lens=[48], q_lens=[8])]),
     C("kv_len_multiple", Source(SEED, "key、value的S ... 且必须为selectedBlockSize的整数倍"),
@@ -262,7 +265,7 @@ CONSTRAINTS = (
       edges=[edge(sparse_mode=0, topk_mode="random"), edge(sparse_mode=0, topk_mode="dup"),
              edge("nightly", sparse_mode=0, topk_mode="nsa"), edge(sparse_mode=2),
              edge(sparse_mode=2, select_block_size=16, select_block_count=2, q_lens=[100, 37], n1=8, n2=2),
-             edge("nightly", sparse_mode=2, select_block_size=64, select_block_count=4, q_lens=[700], n1=4, n2=1)],
+             edge("nightly", sparse_mode=2, select_block_size=64, select_block_count=4, q_lens=[700], n1=2, n2=1)],
       violations=[dict(sparse_mode=1), dict(sparse_mode=3)]),
     C("atten_mask_unsupported", Source(SEED, "attenMaskOptional: 预留参数,暂不支持"),
       ("has_mask",), lambda p: not p["has_mask"],
@@ -317,13 +320,17 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     p.setdefault("out_heads", p["n1"])
     p.setdefault("out_dim", p["d_v"])
     heads = max(p["n1"], 1)
+    # a KV length of count*bs (+ 2 spare blocks) per batch, up to 3 batches, within KV_BUDGET
+    kv_unit = 3 * max(p["n2"], 1) * p["d_qk"]
+    kv_budget = KV_BUDGET.get(tier, KV_BUDGET["smoke"])
     if "select_block_size" not in p:
         p["select_block_size"] = _pick(rng, [b for b in ((16, 32, 64) if small else (16, 32, 48, 64, 128))
-                                             if heads * b <= budget] or [16])
+                                             if heads * b <= budget and kv_unit * 3 * b <= kv_budget] or [16])
     bs = p["select_block_size"]
     if "select_block_count" not in p:
         p["select_block_count"] = _pick(rng, [c for c in ((1, 2, 4) if small else (1, 2, 4, 8, 16))
-                                              if heads * bs * c <= budget] or [1])
+                                              if heads * bs * c <= budget and kv_unit * (c + 2) * bs <= kv_budget]
+                                        or [1])
     count = p["select_block_count"]
     p.setdefault("topk_width", count)
     p.setdefault("stats_width", STATS_WIDTH)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cases._nsa_select import chunks, gather, query_positions, selected_rel
+from cases._nsa_select import block_keys, blocks64, chunks, gather, query_positions, selected_rel
 
 
 def _segment_add(acc: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
@@ -57,6 +57,7 @@ def golden(params, inputs) -> dict:
     count = topk.shape[2]
     nblk = t2 // bs                      # per-batch KV lengths are multiples of bs: blocks tile T2
     s1, kv0 = query_positions(inputs["actual_seq_qlen"], inputs["actual_seq_kvlen"], t1)
+    kb, vb = blocks64(k, bs), blocks64(v, bs)                  # [N2 * nblk, bs*D] float64
 
     dq = np.zeros((t1, n1, dqk))
     dk_acc = np.zeros((n2 * nblk, bs * dqk))   # row = n2 * nblk + global block id
@@ -64,8 +65,8 @@ def golden(params, inputs) -> dict:
     for a, b in chunks(t1, n2 * count * bs * max(dqk, g)):
         c = b - a
         rel = selected_rel(topk[a:b], bs)                             # [c, N2, L]
-        rows = kv0[a:b, None, None] + rel
-        ks, vs = gather(k, rows), gather(v, rows)                     # [c, N2, L, D]
+        keys = block_keys(topk[a:b], kv0[a:b], bs, nblk)              # [c, N2, count]
+        ks, vs = gather(kb, keys, dqk), gather(vb, keys, dv)          # [c, N2, L, D]
         qg = q[a:b].astype(np.float64).reshape(c, n2, g, dqk)
         dyg = dy[a:b].astype(np.float64).reshape(c, n2, g, dv)
         og = o[a:b].astype(np.float64).reshape(c, n2, g, dv)
@@ -78,8 +79,7 @@ def golden(params, inputs) -> dict:
         dq[a:b] = (scale * (ds @ ks)).reshape(c, n1, dqk)
         dks = scale * (ds.swapaxes(-1, -2) @ qg)                      # [c, N2, L, Dqk]
         dvs = p.swapaxes(-1, -2) @ dyg                                # [c, N2, L, Dv]
-        blocks = (kv0[a:b, None, None] // bs + topk[a:b]) + nblk * np.arange(n2)[None, :, None]
-        keys = blocks.reshape(-1)
+        keys = keys.reshape(-1)
         _segment_add(dk_acc, keys, dks.reshape(c * n2 * count, bs * dqk))
         _segment_add(dv_acc, keys, dvs.reshape(c * n2 * count, bs * dv))
     dk = dk_acc.reshape(n2, nblk * bs, dqk).transpose(1, 0, 2)

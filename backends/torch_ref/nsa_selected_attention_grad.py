@@ -35,6 +35,9 @@ def reference(params, inputs, device) -> dict:
     kv0 = torch.as_tensor(kv0_np, device=device)
     offs = torch.arange(bs, device=device)
     heads = torch.arange(n2, device=device)
+    # K and V as float32 (exactly their dtype values) in block rows n2 * nblk + global block id
+    kb = k.to(f32).reshape(nblk, bs, n2, dqk).permute(2, 0, 1, 3).reshape(n2 * nblk, bs * dqk)
+    vb = v.to(f32).reshape(nblk, bs, n2, dv).permute(2, 0, 1, 3).reshape(n2 * nblk, bs * dv)
 
     dq = torch.empty((t1, n1, dqk), dtype=dtype, device=device)
     dk_acc = torch.zeros((n2 * nblk, bs * dqk), dtype=f32, device=device)
@@ -42,9 +45,9 @@ def reference(params, inputs, device) -> dict:
     for a, b in chunks(t1, n2 * count * bs * max(dqk, g)):
         c = b - a
         rel = (topk[a:b, :, :, None] * bs + offs).reshape(c, n2, count * bs)
-        rows = kv0[a:b, None, None] + rel
-        ks = k[rows, heads[None, :, None]].to(f32)                  # [c, N2, L, Dqk], dtype values
-        vs = v[rows, heads[None, :, None]].to(f32)
+        keys = (kv0[a:b, None, None] // bs + topk[a:b] + nblk * heads[None, :, None]).reshape(-1)
+        ks = kb.index_select(0, keys).reshape(c, n2, count * bs, dqk)   # [c, N2, L, Dqk]
+        vs = vb.index_select(0, keys).reshape(c, n2, count * bs, dv)
         qg = q[a:b].reshape(c, n2, g, dqk).to(f32)
         dyg = dy[a:b].reshape(c, n2, g, dv).to(f32)
         og = o[a:b].reshape(c, n2, g, dv).to(f32)
@@ -59,7 +62,6 @@ def reference(params, inputs, device) -> dict:
         dq[a:b] = (scale * (ds_t @ ks)).reshape(c, n1, dqk).to(dtype)
         dks = scale * (ds_t.transpose(-1, -2) @ qg)
         dvs = p_t.transpose(-1, -2) @ dyg
-        keys = (kv0[a:b, None, None] // bs + topk[a:b] + nblk * heads[None, :, None]).reshape(-1)
         dk_acc.index_add_(0, keys, dks.reshape(c * n2 * count, bs * dqk))
         dv_acc.index_add_(0, keys, dvs.reshape(c * n2 * count, bs * dv))
     dk = dk_acc.reshape(n2, nblk * bs, dqk).transpose(0, 1).to(dtype).contiguous()
