@@ -227,7 +227,7 @@ def test_timing_through_the_runner_records_the_event_mode(backend):
     spec, (case,) = _cases("paged_cache_load", negative=False, n=1)
     res = run_case(spec, case, [backend], "smoke", 0)
     assert {r["verdict"] for r in res.rows} == {"pass"}
-    assert res.rows[0]["timing_mode"].startswith("acl_event") and res.rows[0]["latency_median_us"] > 0
+    assert res.rows[0]["timing_mode"] == "acl_event/cold" and res.rows[0]["latency_median_us"] > 0   # cold by default
 
 
 def test_device_is_set_in_every_calling_thread(backend):
@@ -324,3 +324,92 @@ def test_device_not_visible_is_unavailable_and_takes_no_device(double, counters)
         b.close()
     assert not avail and "device 3 is not visible" in avail.reason and "1 device(s)" in avail.reason
     assert counters.created("stream") == streams      # asking holds no device context
+
+
+# ---- cold-cache timing: the L2 flush (issue 9) ----------------------------------------------------------------
+# 1 estimate-of-first-call + 3 estimate + 2 warm-up + 3 samples = 9 timed calls, whatever the clock says
+EXACT = TimingConfig(warmup_s=0, warmup_calls=2, warmup_max_s=0, min_samples=3, max_samples=3, budget_s=0)
+EXACT_CALLS = 9
+SMALL_FLUSH = 1 << 20   # the tests' flush buffer: same code path as 192 MiB, a thousandth of the memset work
+
+
+def _timed_call(backend, op: str):
+    spec, cases = _cases(op, negative=False, n=40)
+    case = next(c for c in cases if backend.supports(spec, c) is None)
+    return backend.prepare(spec, case, spec.make_inputs(case, 0))
+
+
+def _measure(backend, counters, call, cache: str):
+    """measure_run with EXACT; returns the measurement and what the double saw during it."""
+    from harness.timing import measure_run
+
+    counters.take_trace()
+    memsets, allocs = counters.calls("aclrtMemsetAsync"), counters.created("device_mem")
+    m = measure_run(backend.timer(), lambda: backend.launch(call), EXACT.with_cache(cache))
+    return m, counters.calls("aclrtMemsetAsync") - memsets, counters.created("device_mem") - allocs, \
+        counters.take_trace()
+
+
+@pytest.mark.parametrize("op", ["dequant_rope_quant_kvcache", "paged_cache_load"])   # aclnn two-phase, ATB
+def test_cold_timing_flushes_once_per_sample_before_the_start_event(op, backend, counters):
+    backend.flush_bytes = SMALL_FLUSH
+    call = _timed_call(backend, op)
+    assert backend.timer().cache_bytes == SMALL_FLUSH
+    m, memsets, allocs, trace = _measure(backend, counters, call, "cold")
+    assert m.mode == "acl_event/cold" and len(m.samples) == 3 and all(s > 0 for s in m.samples)
+    assert memsets == EXACT_CALLS and counters.last_memset_bytes() == SMALL_FLUSH
+    # stream order of every timed call: memset, start event, kernel, end event -> the flush is never timed
+    assert trace == "MRKR" * EXACT_CALLS, trace
+    assert allocs == 1                                    # the flush buffer, allocated once
+    m, memsets, allocs, trace = _measure(backend, counters, call, "cold")
+    assert (memsets, allocs, trace) == (EXACT_CALLS, 0, "MRKR" * EXACT_CALLS)   # reused, not re-allocated
+    backend._release(call)
+    assert counters.live()["device_mem"] == 1             # only the flush buffer is left ...
+    backend.close()
+    assert counters.live()["device_mem"] == 0             # ... and the backend's teardown frees it
+
+
+def test_hot_timing_never_flushes_nor_allocates(backend, counters):
+    backend.flush_bytes = SMALL_FLUSH
+    call = _timed_call(backend, "dequant_rope_quant_kvcache")
+    m, memsets, allocs, trace = _measure(backend, counters, call, "hot")
+    assert m.mode == "acl_event/hot" and len(m.samples) == 3
+    assert (memsets, allocs, trace) == (0, 0, "RKR" * EXACT_CALLS)
+    backend._release(call)
+
+
+def test_default_flush_is_the_ascend_l2_and_auto_is_cold(backend, counters):
+    from harness.timing import ASCEND_L2_BYTES
+
+    call = _timed_call(backend, "nsa_compress_with_cache")
+    assert ASCEND_L2_BYTES == 192 * 1024 * 1024 and backend.timer().cache_bytes == ASCEND_L2_BYTES
+    m, memsets, allocs, trace = _measure(backend, counters, call, "auto")
+    assert m.mode == "acl_event/cold" and memsets == EXACT_CALLS and allocs == 1
+    assert counters.last_memset_bytes() == ASCEND_L2_BYTES and trace == "MRKR" * EXACT_CALLS
+    backend._release(call)
+
+
+def test_close_with_a_flush_still_queued_frees_after_the_stream_ran_it(backend, counters):
+    """The double reports a bad call if a queued memset runs on freed memory: close must synchronize first."""
+    backend.flush_bytes = SMALL_FLUSH
+    call = _timed_call(backend, "nsa_compress_with_cache")
+    backend._release(call)
+    counters.take_trace()
+    bad = counters.bad_calls()
+    backend.timer().flush()                               # queued, never synchronized by the timer
+    backend.close()
+    assert counters.take_trace() == "M" and counters.bad_calls() == bad
+    assert counters.live()["device_mem"] == 0
+
+
+def test_cache_option_reaches_the_timer_through_the_runner(backend, counters):
+    from harness.timing import TIER_TIMING
+
+    backend.flush_bytes = SMALL_FLUSH
+    spec, (case,) = _cases("paged_cache_load", negative=False, n=1)
+    for cache, flushes in (("hot", False), ("cold", True)):
+        before = counters.calls("aclrtMemsetAsync")
+        res = run_case(spec, case, [backend], "smoke", 0, TIER_TIMING["smoke"].with_cache(cache))
+        row = res.rows[0]
+        assert row["timing_mode"] == f"acl_event/{cache}" and row["latency_median_us"] > 0
+        assert (counters.calls("aclrtMemsetAsync") > before) == flushes

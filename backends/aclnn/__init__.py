@@ -6,6 +6,8 @@
     launch   phase 2 on the backend's stream (an unused phase-1 executor first, else phase 1 again: a
              non-repeatable executor is consumed by each phase 2); a failure raises AclCallError (`error`)
     fetch    device-to-host copies of the outputs
+    timer    AclEventTimer: events around phase 2 only; cold-cache by default (an L2-sized aclrtMemsetAsync
+             queued before the start event), `--cache hot` skips it
 
 Resources of a prepared call are released exactly once: by `run()` after fetching, or, for calls the
 harness prepares for timing, when the next call is prepared or the backend is closed. An executor that
@@ -19,6 +21,7 @@ import logging
 from ctypes import byref, c_uint32, c_uint64, c_void_p
 
 from harness.errors import Rejected
+from harness.timing import ASCEND_L2_BYTES
 
 from . import _codes
 from ._lib import ACLNN_OPS, Cann, CannUnavailable, load
@@ -156,12 +159,23 @@ class Call:
 
 
 class AclEventTimer:
-    """Device time of one phase 2 between two ACL_EVENT_TIME_LINE events (aclrtEventElapsedTime)."""
+    """Device time of one phase 2 between two ACL_EVENT_TIME_LINE events (aclrtEventElapsedTime).
+
+    Cold-cache timing (harness.timing.measure_run calls `flush()` before each `elapsed_us()` when the mode
+    is cold): `flush()` queues aclrtMemsetAsync over a `cache_bytes` device buffer (the Ascend L2, 192 MiB)
+    on the backend's stream. The start event is recorded later, inside `launch`, on the same stream, so the
+    device runs the memset before the timed span begins. The buffer is allocated on the first flush (hot
+    mode never allocates it) and freed when the backend closes.
+    """
 
     mode = "acl_event"
 
     def __init__(self, backend: "AclnnBackend"):
         self.backend = backend
+        self.cache_bytes = backend.flush_bytes
+
+    def flush(self) -> None:
+        self.backend._runtime.flush_l2(self.cache_bytes)
 
     def elapsed_us(self, launch) -> float:
         b = self.backend
@@ -178,6 +192,7 @@ class AclEventTimer:
 class AclnnBackend(Backend):
     name = "aclnn"
     may_crash = True   # a kernel fault or a CANN abort takes the process down: the CLI isolates it
+    flush_bytes = ASCEND_L2_BYTES   # cold-cache flush size (harness.timing; tests shrink it per instance)
 
     def __init__(self, device: str = "0"):
         try:
@@ -315,7 +330,7 @@ class AclnnBackend(Backend):
             self._release(c)
 
     def close(self) -> None:
-        """Release every prepared call, then the runtime's stream, events and ATB context."""
+        """Release every prepared call, then the runtime's flush buffer, stream, events and ATB context."""
         self._closed = True
         self._availability = Availability(False, "aclnn backend closed")
         if self._rt is None:

@@ -47,6 +47,7 @@ RUNTIME = {
     "aclrtFree": (STATUS, [P]),
     "aclrtMemcpy": (STATUS, [P, c_size_t, P, c_size_t, c_int]),
     "aclrtMemset": (STATUS, [P, c_size_t, c_int32, c_size_t]),
+    "aclrtMemsetAsync": (STATUS, [P, c_size_t, c_int32, c_size_t, P]),   # cold-cache flush (AclEventTimer)
     "aclrtCreateEventWithFlag": (STATUS, [POINTER(P), c_uint32]),
     "aclrtRecordEvent": (STATUS, [P, P]),
     "aclrtSynchronizeEvent": (STATUS, [P]),

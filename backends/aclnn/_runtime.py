@@ -1,4 +1,5 @@
-"""ACL runtime through ctypes: init once, device per thread, one stream, device memory, events.
+"""ACL runtime through ctypes: init once, device per thread, one stream, device memory, events, and the
+L2-sized buffer that cold-cache timing overwrites before each sample.
 
 Every non-zero status raises `AclCallError` carrying the code, its name and the text of
 aclGetRecentErrMsg(), read at once (reading clears it).
@@ -45,6 +46,7 @@ class Runtime:
         self.stream = None
         self.atb_context = None
         self._events: list = []
+        self._flush: tuple[int, int] | None = None   # (device pointer, bytes) of the L2 flush buffer
         self._closed = False
         rt = cann.rt
         st = rt.aclInit(None)
@@ -88,6 +90,20 @@ class Runtime:
 
     def memset(self, ptr: int, nbytes: int, value: int = 0) -> None:
         check(self.cann, self.cann.rt.aclrtMemset(ptr, nbytes, value, nbytes), "aclrtMemset")
+
+    def flush_l2(self, nbytes: int) -> None:
+        """Queue aclrtMemsetAsync over an `nbytes` device buffer on this stream (cold-cache timing). The buffer
+        is allocated on the first call (never inside a timed span: the caller flushes before recording its
+        start event) and reused until close(); a request for more bytes replaces it."""
+        self.ensure_thread()
+        if self._flush is not None and self._flush[1] < nbytes:
+            self.synchronize()   # a queued memset may still target the old buffer
+            ptr, self._flush = self._flush[0], None
+            self.free(ptr)
+        if self._flush is None:
+            self._flush = (self.malloc(nbytes), nbytes)
+        ptr = self._flush[0]
+        check(self.cann, self.cann.rt.aclrtMemsetAsync(ptr, nbytes, 0, nbytes, self.stream), "aclrtMemsetAsync")
 
     # ---- events -------------------------------------------------------------------------------------------
     def timing_events(self) -> tuple[int, int]:
@@ -145,6 +161,9 @@ class Runtime:
         if self.atb_context is not None:
             steps.append(("atb::DestroyContext",
                           lambda: self.cann.atb_fn(_lib.ATB_DESTROY_CONTEXT)(self.atb_context)))
+        if self._flush is not None:   # a flush may still be queued: let the stream finish before freeing
+            steps.append(("aclrtSynchronizeStream", lambda: rt.aclrtSynchronizeStream(self.stream)))
+            steps.append(("aclrtFree(flush buffer)", lambda: rt.aclrtFree(self._flush[0])))
         steps += [("aclrtDestroyEvent", (lambda e=e: rt.aclrtDestroyEvent(e))) for e in self._events]
         if self.stream is not None:
             steps.append(("aclrtDestroyStream", lambda: rt.aclrtDestroyStream(self.stream)))
@@ -153,5 +172,5 @@ class Runtime:
             st = call()
             if st != 0:
                 log.warning("aclnn runtime close: %s returned %d: %s", api, st, recent_error(self.cann))
-        self.atb_context, self._events, self.stream = None, [], None
+        self.atb_context, self._events, self.stream, self._flush = None, [], None, None
         self._local.device_set = False

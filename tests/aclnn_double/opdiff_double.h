@@ -107,6 +107,13 @@ int opdiff_double_is_live(const char *kind, const void *handle);
 /* Queue `run(ctx)` on the stream; it runs at aclrtSynchronizeStream. `drop(ctx)` frees ctx (after run, or
  * when the queue is discarded). Returns an aclError. */
 aclError opdiff_double_enqueue(aclrtStream stream, aclError (*run)(void *), void *ctx, void (*drop)(void *));
+/* Calls of an entry point the tests watch ("aclrtMemset", "aclrtMemsetAsync"), and the bytes of the last. */
+int64_t opdiff_double_calls(const char *api);
+uint64_t opdiff_double_last_memset_bytes(void);
+/* The order in which streams ran their tasks, one letter per task: 'M' memset (aclrtMemsetAsync), 'R' event
+ * record, 'K' kernel (an aclnn phase 2 or an ATB launch). Copies at most cap-1 letters into out and clears the
+ * trace; returns the number of letters recorded since the last read (more than copied if it overflowed). */
+size_t opdiff_double_take_trace(char *out, size_t cap);
 
 /* The tensor struct the double's ops read (real nnopbase's layout is private; nobody outside the double
  * looks inside). */

@@ -5,7 +5,9 @@
  * Device memory is host memory, registered so that copies can check their kind against the addresses.
  * Streams are task queues: work launched on a stream runs at aclrtSynchronizeStream (so a caller that
  * copies results back before synchronizing reads stale data, as on a device). Events are timestamped with
- * CLOCK_MONOTONIC when their record task runs.
+ * CLOCK_MONOTONIC when their record task runs. aclrtMemsetAsync is a stream task too; the order in which
+ * tasks run is kept as a trace (opdiff_double_take_trace) so tests can see where a cache flush ran relative
+ * to the timing events.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -176,6 +178,56 @@ int opdiff_double_take_fault(const char *name) {
     return hit;
 }
 
+/* ---- call counters and the stream trace (what the timing tests watch) ---------------------------------- */
+typedef struct { char api[32]; int64_t n; } CallCount;
+static CallCount g_calls[8];
+static int g_ncalls;
+static uint64_t g_last_memset_bytes;
+
+static void count_call(const char *api) {
+    LOCK();
+    int i = 0;
+    while (i < g_ncalls && strcmp(g_calls[i].api, api) != 0) i++;
+    if (i == g_ncalls) {
+        if (g_ncalls == 8) abort();
+        snprintf(g_calls[g_ncalls++].api, sizeof g_calls[0].api, "%s", api);
+    }
+    g_calls[i].n++;
+    UNLOCK();
+}
+
+int64_t opdiff_double_calls(const char *api) {
+    int64_t n = 0;
+    LOCK();
+    for (int i = 0; i < g_ncalls; i++)
+        if (strcmp(g_calls[i].api, api) == 0) n = g_calls[i].n;
+    UNLOCK();
+    return n;
+}
+
+uint64_t opdiff_double_last_memset_bytes(void) { return g_last_memset_bytes; }
+
+static char g_trace[1 << 16];
+static size_t g_ntrace;
+
+static void trace(char c) { /* caller holds the lock */
+    if (g_ntrace < sizeof g_trace) g_trace[g_ntrace] = c;
+    g_ntrace++;
+}
+
+size_t opdiff_double_take_trace(char *out, size_t cap) {
+    LOCK();
+    size_t n = g_ntrace, k = n < sizeof g_trace ? n : sizeof g_trace;
+    if (out && cap) {
+        if (k > cap - 1) k = cap - 1;
+        memcpy(out, g_trace, k);
+        out[k] = '\0';
+    }
+    g_ntrace = 0;
+    UNLOCK();
+    return n;
+}
+
 /* ---- init, device (per thread) ------------------------------------------------------------------------- */
 static int g_inited;
 static __thread int t_device = -1;
@@ -311,6 +363,7 @@ aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count, a
 }
 
 aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count) {
+    count_call("aclrtMemset");
     if (!need_device("aclrtMemset")) return ACL_ERROR_RT_CONTEXT_NULL;
     if (count > maxCount || !opdiff_double_is_device(devPtr, count)) {
         opdiff_double_set_error("aclrtMemset: not %zu bytes of device memory", count);
@@ -321,6 +374,8 @@ aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count)
 }
 
 /* ---- streams: task queues ------------------------------------------------------------------------------ */
+static aclError memset_task(void *ctx);
+static aclError stamp(void *ctx);
 typedef struct Task {
     aclError (*run)(void *);
     void *ctx;
@@ -403,6 +458,7 @@ aclError aclrtSynchronizeStream(aclrtStream stream) {
             s->head = t->next;
             if (!s->head) s->tail = NULL;
         }
+        if (t) trace(t->run == memset_task ? 'M' : t->run == stamp ? 'R' : 'K');
         UNLOCK();
         if (!t) break;
         aclError e = t->run(t->ctx);
@@ -416,6 +472,34 @@ aclError aclrtSynchronizeStream(aclrtStream stream) {
 aclError aclrtSynchronizeDevice(void) {
     aclError e = aclrtSynchronizeStream(NULL);
     return e;
+}
+
+/* aclrtMemsetAsync: queued on the stream like a kernel; the bytes are written when the stream runs it. */
+typedef struct { void *ptr; int32_t value; size_t count; } MemsetTask;
+
+static aclError memset_task(void *ctx) {
+    MemsetTask *m = ctx;
+    if (!opdiff_double_is_device(m->ptr, m->count)) { /* freed while the memset was still queued */
+        opdiff_double_bad_call("aclrtMemsetAsync ran on memory freed before the stream was synchronized");
+        return ACL_ERROR_RT_MEMORY_FREE;
+    }
+    memset(m->ptr, m->value, m->count);
+    return ACL_SUCCESS;
+}
+
+aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream) {
+    count_call("aclrtMemsetAsync");
+    if (!need_device("aclrtMemsetAsync")) return ACL_ERROR_RT_CONTEXT_NULL;
+    if (count > maxCount || !opdiff_double_is_device(devPtr, count)) {
+        opdiff_double_set_error("aclrtMemsetAsync: not %zu bytes of device memory (maxCount %zu)", count, maxCount);
+        return ACL_ERROR_INVALID_PARAM;
+    }
+    MemsetTask *m = malloc(sizeof *m);
+    m->ptr = devPtr;
+    m->value = value;
+    m->count = count;
+    g_last_memset_bytes = count;
+    return opdiff_double_enqueue(stream, memset_task, m, free);
 }
 
 /* ---- events -------------------------------------------------------------------------------------------- */

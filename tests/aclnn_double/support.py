@@ -39,7 +39,10 @@ class Counters:
         for name, res, args in (("opdiff_double_live", ctypes.c_int64, [ctypes.c_char_p]),
                                 ("opdiff_double_created", ctypes.c_int64, [ctypes.c_char_p]),
                                 ("opdiff_double_bad_calls", ctypes.c_int64, []),
-                                ("opdiff_double_set_fault", None, [ctypes.c_char_p])):
+                                ("opdiff_double_set_fault", None, [ctypes.c_char_p]),
+                                ("opdiff_double_calls", ctypes.c_int64, [ctypes.c_char_p]),
+                                ("opdiff_double_last_memset_bytes", ctypes.c_uint64, []),
+                                ("opdiff_double_take_trace", ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t])):
             fn = getattr(self.lib, name)
             fn.restype, fn.argtypes = res, args
 
@@ -54,3 +57,17 @@ class Counters:
 
     def fault(self, spec: str) -> None:
         self.lib.opdiff_double_set_fault(spec.encode())
+
+    def calls(self, api: str) -> int:
+        """How many times the double's `api` entry point was called (aclrtMemset, aclrtMemsetAsync)."""
+        return self.lib.opdiff_double_calls(api.encode())
+
+    def last_memset_bytes(self) -> int:
+        return self.lib.opdiff_double_last_memset_bytes()
+
+    def take_trace(self) -> str:
+        """Stream tasks in the order they ran since the last read ('M' memset, 'R' event record, 'K' kernel)."""
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self.lib.opdiff_double_take_trace(buf, len(buf))
+        assert n < len(buf), f"trace overflowed ({n} tasks)"
+        return buf.value.decode()
