@@ -9,7 +9,8 @@ The inputs dict is keyed by the torch_npu argument names, so the backend is a pa
 differs per operator lives in `backends/torch_npu_ops.py`. Inputs move to the device once per case
 in `prepare` (untimed), `launch` is the bare call, `fetch` brings outputs back as numpy; caches the
 op updates in place are read back from the input tensors after the call. Latency comes from
-`torch_npu.npu.Event(enable_timing=True)` pairs around the launch.
+`torch_npu.npu.Event(enable_timing=True)` pairs around the launch, cold-cache by default (a 192 MiB NPU
+buffer zeroed before each sample's start event; `--cache hot` skips it).
 
 `--backends torch_npu` uses logical device 0, `torch_npu:1` logical device 1: logical ids count the
 devices that ASCEND_RT_VISIBLE_DEVICES leaves visible (the runtime re-indexes them from 0), so the
@@ -27,6 +28,7 @@ import re
 import numpy as np
 
 from harness.errors import Declined, Rejected
+from harness.timing import ASCEND_L2_BYTES, EventTimer
 
 from .base import Availability, Backend
 from .torch_backend import to_numpy, to_torch
@@ -55,22 +57,35 @@ def classify(exc: Exception) -> str:
     return "rejected" if REFUSAL.search(text) else "error"
 
 
-class NpuEventTimer:
-    """Device time between two events recorded around the launch on the current stream."""
+class NpuEventTimer(EventTimer):
+    """Device time between two `torch_npu.npu.Event(enable_timing=True)` recorded around the launch on the
+    current stream (EventTimer synchronizes the end event before elapsed_time, acl_abi.md section 5 "Timing").
 
-    mode = "npu_event"
+    Cold-cache timing: `flush()` (harness.timing.measure_run calls it before each cold sample, outside
+    `elapsed_us`) zeroes an L2-sized NPU buffer (192 MiB) on the current stream, so the device runs it
+    before the start event is recorded."""
 
-    def __init__(self, torch_npu):
-        self._npu = torch_npu.npu
+    def __init__(self, torch_npu, synchronize, flusher: "NpuFlusher | None" = None):
+        npu = torch_npu.npu
+        super().__init__("npu_event", lambda: npu.Event(enable_timing=True), synchronize, flusher)
 
-    def elapsed_us(self, launch):
-        start = self._npu.Event(enable_timing=True)
-        end = self._npu.Event(enable_timing=True)
-        start.record()
-        launch()
-        end.record()
-        end.synchronize()  # elapsed_time needs the end event completed (acl_abi.md section 5 "Timing")
-        return float(start.elapsed_time(end)) * 1e3  # ms -> us
+
+class NpuFlusher:
+    """The flush buffer: `torch.empty(nbytes, int8)` on the backend's NPU at the first flush (never inside a
+    timed call; hot mode never allocates it), then `zero_()` per flush; `release()` drops it."""
+
+    def __init__(self, device: str, nbytes: int):
+        self.device, self.nbytes, self.buffer = device, int(nbytes), None
+
+    def flush(self) -> None:
+        if self.buffer is None:
+            import torch
+
+            self.buffer = torch.empty(self.nbytes, dtype=torch.int8, device=self.device)
+        self.buffer.zero_()
+
+    def release(self) -> None:
+        self.buffer = None   # back to torch_npu's caching allocator
 
 
 def parse_device(option: str | None) -> str:
@@ -88,6 +103,7 @@ def parse_device(option: str | None) -> str:
 class TorchNpuBackend(Backend):
     name = "torch_npu"
     may_crash = True  # an out-of-bounds kernel access can take the device (and the process) down
+    flush_bytes = ASCEND_L2_BYTES  # cold-cache flush size (harness.timing)
 
     def __init__(self, option: str | None = None, *, api=None, device: str | None = None):
         """`api`: the object the torch_npu functions are looked up on (default: the torch_npu module)."""
@@ -102,6 +118,7 @@ class TorchNpuBackend(Backend):
                 self.name = f"torch_npu:{option}"
         self._device_set = False
         self._device_name: str | None = None
+        self._timer: NpuEventTimer | None = None
 
     # ---- availability ----------------------------------------------------------------------------------------
     def available(self) -> Availability:
@@ -200,9 +217,18 @@ class TorchNpuBackend(Backend):
             load().npu.synchronize()
 
     def timer(self):
-        if self._api is None:
-            return NpuEventTimer(load())
-        return super().timer()
+        """NPU events with an L2 flush (cold by default), made once: the flush buffer outlives cases."""
+        if self._api is not None:
+            return super().timer()
+        if self._timer is None:
+            self._timer = NpuEventTimer(load(), self.synchronize, NpuFlusher(self.device, self.flush_bytes))
+        return self._timer
+
+    def close(self) -> None:
+        """Drop the timer and its flush buffer."""
+        if self._timer is not None:
+            self._timer._flusher.release()
+            self._timer = None
 
     def device_name(self):
         if self._device_name is None:
