@@ -28,7 +28,7 @@ from harness.dtypes import cast, np_dtype
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, TierPlan, edge
 
-from ._nsa_select import forward64, selected_rows_mask, starts
+from ._nsa_select import forward64, selected_rows_mask
 from ._nsa_topk import make_topk
 
 SEED = "002_aef0bd04c97c191b.txt"
