@@ -97,7 +97,7 @@ def main(args) -> int:
     progress.close()
     summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
     writer.finish(summary)
-    _print_summary(table, failures, args.out)
+    _print_summary(table, failures, args.out, meta.get("availability", {}))
     return 1 if failures else 0
 
 
@@ -112,7 +112,7 @@ def _tally(rows, table, failures) -> None:
             failures.append(bad[0])
 
 
-def _print_summary(table, failures, out_dir):
+def _print_summary(table, failures, out_dir, availability=None):
     w = sys.stdout
     head = f"{'op':<30} {'backend':<12}" + "".join(f"{v:>9}" for v in VERDICTS)
     w.write(head + "\n" + "-" * len(head) + "\n")
@@ -127,5 +127,7 @@ def _print_summary(table, failures, out_dir):
             w.write(f"  ... and {len(failures) - 20} more (see {out_dir}/results.parquet)\n")
     skipped = {r for (op, r), c in table.items() if c.get("skipped") and sum(c.values()) == c.get("skipped")}
     for b in sorted(skipped):
-        w.write(f"note: backend {b} skipped every case (see run.json 'availability' for the reason)\n")
+        reason = (availability or {}).get(b)
+        why = f": {reason}" if reason and reason != "available" else " (reasons in results.parquet)"
+        w.write(f"note: backend {b} skipped every case{why}\n")
     w.write(f"\nresults: {out_dir}/results.parquet\n")
