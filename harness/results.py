@@ -142,14 +142,17 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
         raise UsageError(f"{meta_path}: corrupt run.json ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{meta_path}: corrupt run.json (not a JSON object)")
-    pq_path = d / "results.parquet"
+    return meta, read_rows(d, "results")
+
+
+def read_rows(run_dir: Path, stem: str) -> list[dict]:
+    """Rows of `stem` ("results" or "samples"): the consolidated parquet, else the JSONL log."""
+    pq_path = run_dir / f"{stem}.parquet"
     if pq_path.is_file():
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(pq_path).to_pylist()
+            return pq.read_table(pq_path).to_pylist()
         except Exception as exc:
             raise UsageError(f"{pq_path}: unreadable parquet ({exc})") from None
-    else:
-        rows = read_jsonl(d / "results.jsonl")
-    return meta, rows
+    return read_jsonl(run_dir / f"{stem}.jsonl")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError
-from ..results import consolidate, load_run, new_run_id, read_jsonl
+from ..results import consolidate, load_run, new_run_id, read_jsonl, read_rows
 
 # env fields that must agree: the code and the software/hardware that produced the numbers
 ENV_KEYS = ("opdiff_commit", "python", "numpy", "ml_dtypes", "torch", "torch_npu", "cann", "devices")
@@ -52,18 +52,7 @@ def read_run(d: Path) -> tuple[dict, list[dict], list[dict]]:
         missing = [k for k in ROW_KEY if r.get(k) is None]
         if missing:
             raise UsageError(f"{d}: result row {i} lacks {', '.join(missing)}")
-    samples = []
-    sp = d / "samples.parquet"
-    if sp.is_file():
-        import pyarrow.parquet as pq
-
-        try:
-            samples = pq.read_table(sp).to_pylist()
-        except Exception as exc:
-            raise UsageError(f"{sp}: unreadable parquet ({exc})") from None
-    else:
-        samples = read_jsonl(d / "samples.jsonl")
-    return meta, rows, samples
+    return meta, rows, read_rows(d, "samples")
 
 
 def _field(meta: dict, section: str, key: str):
