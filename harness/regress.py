@@ -10,7 +10,8 @@ Mann-Whitney U over the run medians (exact distribution; p-values are conservati
   SLOWER / FASTER   the ratio is beyond the floor and the run medians are separated (p <= alpha)
   SAME              the ratio is within the floor
   AMBIGUOUS         beyond the floor but not separated (or fewer than 2 runs on a side): rerun
-                    with more `--repeat`
+                    with more `--repeat`; or the machine-speed canary moved in the verdict's
+                    direction between the runs (`apply_canary`)
 
 Accuracy (`decide_accuracy`): a case's verdict that got worse, or an error metric that grew past a
 factor, is a regression.
@@ -140,6 +141,58 @@ def decide_latency(base_runs, new_runs, floor: float = DEFAULT_FLOOR, alpha: flo
         v.verdict = AMBIGUOUS
         v.reason = (f"beyond the floor but run medians overlap (p={v.p_value:.3g}; the best attainable with "
                     f"{len(base)}+{len(new)} runs is {min_p(len(base), len(new)):.3g}): rerun with more --repeat")
+    return v
+
+
+# ---- machine-speed canary -------------------------------------------------------------------------
+# Every run process times a fixed workload at its start and end (harness.canary). Its time moving
+# between BASE and NEW means the machine moved (another job started, thermal state, frequency), and
+# a latency ratio in the same direction is then no evidence about the code.
+CANARY_FRACTION = 1.0  # the canary "moved" when its ratio leaves 1 +- CANARY_FRACTION x the row's effect
+                       # floor: the floor is the smallest change we claim to see, so machine drift of that
+                       # size can produce every verdict we would report. A smaller fraction would turn the
+                       # canary's own run-to-run spread (10-20% per process here) into drift on A/A runs.
+
+
+def canary_ratio(base_runs, new_runs) -> float | None:
+    """NEW/BASE machine slowdown from per-run canary values ({workload: us}, one dict per process):
+    per workload the ratio of the medians over runs, combined by geometric mean over the workloads
+    both sides measured. None when either side has no canary (old run directories)."""
+    base = [r for r in base_runs if isinstance(r, dict)]
+    new = [r for r in new_runs if isinstance(r, dict)]
+    names = sorted({k for r in base for k in r} & {k for r in new for k in r})
+    logs = []
+    for k in names:
+        b = [float(r[k]) for r in base if isinstance(r.get(k), (int, float)) and r[k] > 0]
+        n = [float(r[k]) for r in new if isinstance(r.get(k), (int, float)) and r[k] > 0]
+        if b and n:
+            logs.append(math.log(median(n) / median(b)))
+    return math.exp(sum(logs) / len(logs)) if logs else None
+
+
+def canary_moved(ratio: float | None, floor: float = DEFAULT_FLOOR, fraction: float = CANARY_FRACTION) -> bool:
+    if ratio is None:
+        return False
+    lim = 1 + fraction * floor
+    return ratio > lim or ratio < 1 / lim
+
+
+def canary_reason(ratio: float) -> str:
+    return (f"machine speed changed between runs (canary ratio {ratio:.2f}); rerun interleaved "
+            f"(--interleave-cwd) or on a quiet machine")
+
+
+def apply_canary(v: PerfVerdict, ratio: float | None, fraction: float = CANARY_FRACTION) -> PerfVerdict:
+    """SLOWER on a machine that got slower (or FASTER on one that got faster) becomes AMBIGUOUS when
+    the canary moved beyond the verdict's floor. The size of the latency ratio is no evidence against
+    drift: load slows workloads by different factors (a CPU hog moved the canary 1.4x and ms-long
+    numpy goldens 1.7-3.6x). A verdict against the machine's direction is kept."""
+    if v.verdict not in (SLOWER, FASTER) or not canary_moved(ratio, v.floor, fraction):
+        return v
+    if (v.verdict == SLOWER) != (ratio > 1):
+        return v
+    v.verdict = AMBIGUOUS
+    v.reason = f"{canary_reason(ratio)}; without it: {v.reason}"
     return v
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import canary
 from .errors import UsageError
 from .results import RunWriter, load_run, read_jsonl
 
@@ -105,9 +106,12 @@ def merge_replicates(out: Path, reps: list[Path]) -> None:
             if key not in seen and row.get("latency_median_us") is not None:
                 per_key[key].append(float(row["latency_median_us"]))
                 seen.add(key)
-    meta = {k: v for k, v in metas[0].items() if k not in ("run_id", "started", "finished", "status")}
+    meta = {k: v for k, v in metas[0].items() if k not in ("run_id", "started", "finished", "status", "canary")}
     meta.update(repeat=len(reps), replicates=[m.get("run_id") for m in metas],
                 replicate_dirs=[str(r) for r in reps])
+    merged_canary = canary.merged([m.get("canary") for m in metas])  # one record per replicate process
+    if merged_canary:
+        meta["canary"] = merged_canary
     writer = RunWriter(out, meta)
     merged = []
     for row in all_rows[0]:

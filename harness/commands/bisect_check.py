@@ -8,13 +8,19 @@ Exit status, as `git bisect run` reads it:
   0    good: latency / baseline latency <= threshold (accuracy: no worse than the baseline)
   1    bad
   125  skip: this checkout cannot be judged (an import or build failure, the case or backend
-       does not exist here, the backend is unavailable, no latency could be measured)
+       does not exist here, the backend is unavailable, no latency could be measured, or the
+       machine speed moved: see below)
   128  abort the bisection: the question itself is wrong (baseline unreadable, or it lacks the
        case; timing modes differ between baseline and here)
 
 Latency is measured in rounds (fresh inputs and preparation each round; one round = the tier's
 timing protocol). When the ratio of the median of round medians to the baseline lands within
 `--margin` of the threshold, it measures more rounds (up to `--max-rounds`) before answering.
+When the baseline recorded a machine-speed canary (harness.canary), the canary is timed before and
+after the rounds too. If the machine is slower than at the baseline by more than the threshold's
+excess (10% at 1.1) and the answer would be bad, or faster by as much and the answer would be good,
+the machine could explain the answer: the step measures again (canary and rounds, 3 tries in all)
+and then skips (125), printing the canary ratio.
 `python -m harness.commands.bisect_check ...` does the same and turns even a broken harness
 import into a skip.
 """
@@ -86,7 +92,10 @@ def main(args) -> int:
     if not base.runs.get(key):
         _say(f"abort: baseline has no latency samples for {op}/{args.case} [{args.backend}]")
         return ABORT
-    return _latency(spec, case, backend, seed, base.runs[key], base.modes.get(key, set()), args)
+    from .. import canary
+
+    base_canary = [v for r in runs for v in canary.run_values(r.meta)]
+    return _latency(spec, case, backend, seed, base.runs[key], base.modes.get(key, set()), args, base_canary)
 
 
 def _load(op, case_id, backend_name):
@@ -142,14 +151,48 @@ def _accuracy(spec, case, backend, seed, base_rows, args) -> int:
     return BAD if v.regressed else GOOD
 
 
-def _latency(spec, case, backend, seed, base_medians, base_modes, args) -> int:
+CANARY_ATTEMPTS = 3  # fresh canary + rounds tries before skipping: one probe's spread here is 10-20%
+
+
+def _latency(spec, case, backend, seed, base_medians, base_modes, args, base_canary=()) -> int:
+    import numpy as np
+
+    from .. import canary, regress
+
+    threshold = args.threshold or 1.1
+    base = float(np.median(base_medians))
+    for attempt in range(1, CANARY_ATTEMPTS + 1):
+        start_canary = canary.probe() if base_canary else None
+        rounds = _rounds(spec, case, backend, seed, base, base_modes, threshold, args)
+        if isinstance(rounds, int):
+            return rounds
+        ratio = float(np.median(rounds)) / base
+        verdict = BAD if ratio > threshold else GOOD
+        if start_canary is None:
+            break
+        cratio = regress.canary_ratio(base_canary, [canary.record(start_canary, canary.probe())["us"]])
+        # the machine matters when it moved by as much as the change we are asked to detect, in the
+        # direction of the answer (slower machine and bad, or faster machine and good)
+        if not (regress.canary_moved(cratio, threshold - 1) and (cratio > 1) == (verdict == BAD)):
+            break
+        if attempt == CANARY_ATTEMPTS:
+            _say(f"skip: {'bad' if verdict else 'good'} at ratio {ratio:.3f} in {attempt} tries, but "
+                 f"{regress.canary_reason(cratio)}")
+            return SKIP
+        _say(f"machine speed moved (canary ratio {cratio:.2f}): measuring again")
+    _say(f"{'bad' if verdict else 'good'}: {backend.name} {spec.name}/{case.id} median {np.median(rounds):.1f} us "
+         f"over {len(rounds)} rounds, baseline {base:.1f} us, ratio {ratio:.3f} vs threshold {threshold}"
+         + (" (near the threshold: re-measured)" if len(rounds) > args.rounds else ""))
+    return verdict
+
+
+def _rounds(spec, case, backend, seed, base, base_modes, threshold, args):
+    """Round medians (us), or an exit status."""
     import numpy as np
 
     from ..runner import run_case
     from ..timing import TIER_TIMING
 
-    threshold = args.threshold or 1.1
-    base = float(np.median(base_medians))
     timing = TIER_TIMING.get(args.tier, TIER_TIMING["nightly"])
     rounds: list[float] = []
     while True:
@@ -166,12 +209,7 @@ def _latency(spec, case, backend, seed, base_medians, base_modes, args) -> int:
         ratio = float(np.median(rounds)) / base
         near = abs(ratio / threshold - 1) <= args.margin
         if len(rounds) >= args.rounds and (not near or len(rounds) >= args.max_rounds):
-            break
-    verdict = BAD if ratio > threshold else GOOD
-    _say(f"{'bad' if verdict else 'good'}: {backend.name} {spec.name}/{case.id} median {np.median(rounds):.1f} us "
-         f"over {len(rounds)} rounds, baseline {base:.1f} us, ratio {ratio:.3f} vs threshold {threshold}"
-         + (" (near the threshold: re-measured)" if len(rounds) > args.rounds else ""))
-    return verdict
+            return rounds
 
 
 if __name__ == "__main__":  # python -m harness.commands.bisect_check: skips even when harness.cli is broken

@@ -4,7 +4,10 @@ and an accuracy status, in one table.
 BASE and NEW are each a run directory (use `run --repeat N` for process-level replicates) or a
 folder of run directories (e.g. interleaved single runs: base/r1 new/r1 base/r2 new/r2 ...).
 Latency verdicts come from the per-process medians (harness.regress.decide_latency); results with
-different timing modes (timer or cache state) are never compared.
+different timing modes (timer or cache state) are never compared. When the machine-speed canary
+(harness.canary, timed by every run process) moved between BASE and NEW beyond the floor, a warning
+heads the table and SLOWER/FASTER verdicts in the machine's direction become AMBIGUOUS: the machine,
+not the code, may have changed. Interleaved runs (`run --interleave-cwd`) avoid that.
 
 Exit status: 0 no regression, 1 a regression (SLOWER, or accuracy WORSE/GREW), 3 ambiguous only,
 2 usage error.
@@ -16,7 +19,7 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from .. import regress
+from .. import canary, regress
 from ..errors import UsageError
 from ..history import expand, result_rows, run_medians
 
@@ -61,6 +64,7 @@ class Row:
     accuracy: str
     acc_reason: str
     repro: str
+    canary_ratio: float | None = None  # machine-speed canary NEW/BASE (None: a side has no canary)
 
     @property
     def regressed(self) -> bool:
@@ -93,6 +97,8 @@ def compare_runs(base_paths, new_paths, floor=regress.DEFAULT_FLOOR, op_floors=N
                  acc_growth=regress.ACC_GROWTH) -> list[Row]:
     base_runs, new_runs = expand(base_paths), expand(new_paths)
     bm, nm = run_medians(base_runs), run_medians(new_runs)
+    cratio = regress.canary_ratio([v for r in base_runs for v in canary.run_values(r.meta)],
+                                  [v for r in new_runs for v in canary.run_values(r.meta)])
     brows, nrows = defaultdict(list), defaultdict(list)
     for r in result_rows(base_runs):
         brows[(r["op"], r["case_id"], r["backend"])].append(r)
@@ -114,11 +120,11 @@ def compare_runs(base_paths, new_paths, floor=regress.DEFAULT_FLOOR, op_floors=N
             pv = regress.PerfVerdict(regress.AMBIGUOUS, None, n_base=len(b), n_new=len(n), floor=f,
                                      reason=f"timing modes differ: {sorted(bm.modes[key])} vs {sorted(nm.modes[key])}")
         else:
-            pv = regress.decide_latency(b, n, f, alpha)
+            pv = regress.apply_canary(regress.decide_latency(b, n, f, alpha), cratio)
         repro = next((r.get("repro") for r in nrows[key] or brows[key] if r.get("repro")), "")
         out.append(Row(op, case_id, backend, pv.verdict, pv.ratio, regress.median(b) if b else None,
                        regress.median(n) if n else None, len(b), len(n), pv.p_value, pv.ci[0], pv.ci[1],
-                       f, pv.reason, acc.status, acc.reason, repro))
+                       f, pv.reason, acc.status, acc.reason, repro, cratio))
     return out
 
 
@@ -149,6 +155,10 @@ def write_table(rows: list[Row], out, show_all: bool = False) -> None:
     acc = defaultdict(int)
     for r in rows:
         acc[r.accuracy] += 1
+    cr = rows[0].canary_ratio if rows else None
+    if rows and regress.canary_moved(cr, min(r.floor for r in rows)):
+        out.write(f"warning: {regress.canary_reason(cr)}; SLOWER/FASTER verdicts in that direction are "
+                  f"reported as AMBIGUOUS\n")
     out.write("latency: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
               " | accuracy: " + ", ".join(f"{k} {v}" for k, v in sorted(acc.items())) + "\n")
     shown = [r for r in rows if show_all or r.verdict not in (regress.SAME, "n/a") or r.accuracy not in ("SAME",)]

@@ -5,7 +5,7 @@ import fnmatch
 import sys
 from collections import Counter, defaultdict
 
-from .. import execute, registry
+from .. import canary, execute, registry
 from ..compare import worst_verdict
 from ..envinfo import fingerprint
 from ..errors import UsageError
@@ -76,6 +76,7 @@ def main(args) -> int:
     if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
         meta = dict(old_meta, status="running", resumed=old_meta.get("resumed", 0) + 1)
     writer = RunWriter(args.out, meta)
+    start_canary = canary.probe() if timing.enabled else None  # machine speed, for `compare` (harness.canary)
     done_log = execute.resume.DoneLog(writer.dir)
     progress = Progress(len(plan))
     table: dict = defaultdict(Counter)
@@ -96,6 +97,8 @@ def main(args) -> int:
         done_log.close()
     progress.close()
     summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
+    if start_canary is not None:
+        summary["canary"] = canary.record(start_canary, canary.probe())
     writer.finish(summary)
     _print_summary(table, failures, args.out, meta.get("availability", {}))
     return 1 if failures else 0
