@@ -4,7 +4,7 @@ process, so that `compare` can tell a slower kernel from a slower machine.
 Two latency runs taken one after the other (not interleaved) on a shared host see whatever load
 the host had at each time; the run-median rule of harness.regress cannot tell that apart from a
 code change. The canary is the same code on both sides: if its time moved between BASE and NEW,
-the machine moved, and verdicts in that direction are not evidence (harness.regress.apply_canary).
+the machine moved, and SLOWER/FASTER verdicts are not evidence (harness.regress.apply_canary).
 
 Stored in run.json as
   "canary": {"version": 1, "start": {WORKLOAD: us}, "end": {WORKLOAD: us}, "us": {WORKLOAD: us}}

@@ -6,8 +6,8 @@ folder of run directories (e.g. interleaved single runs: base/r1 new/r1 base/r2 
 Latency verdicts come from the per-process medians (harness.regress.decide_latency); results with
 different timing modes (timer or cache state) are never compared. When the machine-speed canary
 (harness.canary, timed by every run process) moved between BASE and NEW beyond the floor, a warning
-heads the table and SLOWER/FASTER verdicts in the machine's direction become AMBIGUOUS: the machine,
-not the code, may have changed. Interleaved runs (`run --interleave-cwd`) avoid that.
+heads the table and SLOWER/FASTER verdicts become AMBIGUOUS: the machine, not the code, may have
+changed. Interleaved runs (`run --interleave-cwd`) avoid that.
 
 Exit status: 0 no regression, 1 a regression (SLOWER, or accuracy WORSE/GREW), 3 ambiguous only,
 2 usage error.
@@ -157,8 +157,8 @@ def write_table(rows: list[Row], out, show_all: bool = False) -> None:
         acc[r.accuracy] += 1
     cr = rows[0].canary_ratio if rows else None
     if rows and regress.canary_moved(cr, min(r.floor for r in rows)):
-        out.write(f"warning: {regress.canary_reason(cr)}; SLOWER/FASTER verdicts in that direction are "
-                  f"reported as AMBIGUOUS\n")
+        out.write(f"warning: {regress.canary_reason(cr)}; SLOWER/FASTER verdicts are reported as "
+                  f"AMBIGUOUS\n")
     out.write("latency: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
               " | accuracy: " + ", ".join(f"{k} {v}" for k, v in sorted(acc.items())) + "\n")
     shown = [r for r in rows if show_all or r.verdict not in (regress.SAME, "n/a") or r.accuracy not in ("SAME",)]
@@ -187,6 +187,8 @@ def main(args) -> int:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump([asdict(r) for r in rows], fh, indent=1, default=str)
     code = exit_code(rows)
+    moved = regress.canary_moved(rows[0].canary_ratio, min(r.floor for r in rows))
     sys.stdout.write({EXIT_OK: "no regression\n", EXIT_REGRESSION: "REGRESSION\n",
-                      EXIT_AMBIGUOUS: "ambiguous only: rerun with more --repeat\n"}[code])
+                      EXIT_AMBIGUOUS: "ambiguous only: " + ("the machine's speed changed, rerun interleaved\n" if moved
+                                                            else "rerun with more --repeat\n")}[code])
     return code
