@@ -16,6 +16,22 @@ from .reference import op_module
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")  # see README: torch-npu without CANN
 
+# CPU threads of the reference. One by default: the smoke and nightly shapes are small, and on a
+# shared 2-core machine torch's default 2 threads made them 2-100x slower (measured: smoke of
+# nsa_selected_attention_grad + incre_flash_attention 18.5 s with 2 threads, 10.4 s with 1, load 1.5).
+# OPDIFF_TORCH_THREADS=N overrides it (0 keeps torch's own default).
+DEFAULT_TORCH_THREADS = 1
+
+
+def _set_threads(torch) -> None:
+    text = os.environ.get("OPDIFF_TORCH_THREADS", str(DEFAULT_TORCH_THREADS))
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"OPDIFF_TORCH_THREADS={text!r} is not an integer") from None
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
 
 def to_torch(x, device):
     """numpy array -> torch tensor on device (bfloat16 through a uint16 view); others unchanged."""
@@ -53,6 +69,10 @@ class TorchBackend(Backend):
             import torch
         except Exception as exc:  # an install can be broken in many ways
             return Availability(False, f"torch cannot be imported: {exc}")
+        try:
+            _set_threads(torch)
+        except ValueError as exc:
+            return Availability(False, str(exc))
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             return Availability(False, "torch.cuda.is_available() is False (no CUDA device or CPU-only torch)")
         if self.device.startswith("npu"):
