@@ -14,7 +14,7 @@ read on the host (actual_seq_lengths is a host list in the API too).
 """
 from __future__ import annotations
 
-from backends.golden.incre_flash_attention import MASK_FILL, geometry
+from backends.golden.incre_flash_attention import MASK_FILL, geometry, query_bngd
 
 
 def _kv_dense(x, g):
@@ -87,13 +87,7 @@ def reference(params, inputs, device) -> dict:
     g = geometry(inputs)
     qt = inputs["query"]
     qdtype = qt.dtype
-    if g.layout == "BNSD":
-        q = qt[:, :, 0, :]
-    elif g.layout == "BSND":
-        q = qt[:, 0]
-    else:
-        q = qt[:, 0].reshape(g.B, g.N, g.D)
-    q = q.float().reshape(g.B, g.nkv, g.G, g.D)
+    q = query_bngd(qt, g).float()   # the golden's layout helper works on torch tensors too
     o = torch.zeros(g.B, g.nkv, g.G, g.D, device=qt.device)
     if g.S > 0:
         low = int(inputs["inner_precise"]) == 1
