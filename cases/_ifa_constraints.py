@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.constraint_kinds import no_fault
 from harness.spec import Constraint, Source, edge
 
 SEED = "004_9b455b0cf40d8ded.txt"
@@ -33,10 +34,6 @@ LIMITS = {"A2": dict(B=65535, N=256, S=262144, D=512), "310P": dict(B=256, N=256
 PAGE_H_MAX = 65536       # seed: "(blocknum, blocksize, H) ... H 超过64k时 ... 会被拦截报错"
 BLOCK_SIZE_MAX = 512     # aclnn doc: "blocksize最大不超过512"
 GQA_RATIO_MAX = 64       # seed: "num_heads与num_key_value_heads的比值不能大于64"
-
-
-def _fault(name):
-    return lambda p: p["fault"] != name
 
 
 def _arr(x):
@@ -258,13 +255,13 @@ CONSTRAINTS = (
     C("input_layout", Source(SEED, "input_layout ... 三维Tensor是BSH,四维Tensor是BNSD或BSND,不支持其他值"),
       ("layout",), lambda p: p["layout"] in LAYOUTS,
       edges=[edge(layout=x) for x in LAYOUTS], violations=[dict(layout="SBH")]),
-    C("query_seq_len_one", Source(ACLNN, "实现增量推理,query的S轴固定为1"), ("fault",), _fault("query_s2"),
+    C("query_seq_len_one", Source(ACLNN, "实现增量推理,query的S轴固定为1"), ("fault",), no_fault("query_s2"),
       edges=[edge(layout="BNSD", fault="none"), edge(layout="BSND", fault="none")],
       violations=[dict(fault="query_s2")], check_inputs=_check_query_s),
-    C("qkv_same_rank", Source(SEED, "query、key、value的维度必须保持一致"), ("fault",), _fault("kv_rank"),
+    C("qkv_same_rank", Source(SEED, "query、key、value的维度必须保持一致"), ("fault",), no_fault("kv_rank"),
       edges=[edge(layout="BSH", paged=False, fault="none")],
       violations=[dict(fault="kv_rank", paged=False, layout="BSH")], check_inputs=_check_rank),
-    C("key_value_same_shape", Source(SEED, "key、value的shape必须保持一致"), ("fault",), _fault("kv_shape"),
+    C("key_value_same_shape", Source(SEED, "key、value的shape必须保持一致"), ("fault",), no_fault("kv_shape"),
       edges=[edge(paged=True, fault="none"), edge(paged=False, fault="none")],
       violations=[dict(fault="kv_shape", paged=False), dict(fault="kv_shape", paged=True)],
       check_inputs=_check_kv_shape),
@@ -298,7 +295,7 @@ CONSTRAINTS = (
              edge(actual_seq="none")],
       violations=[dict(actual_seq="wrong_count", batch=2)], check_inputs=_check_act_count),
     C("actual_seq_lengths_range", Source(SEED, "actual_seq_lengths ... 代表key、value中有效的S序列长度"), ("fault",),
-      _fault("seq_len_exceeds"),
+      no_fault("seq_len_exceeds"),
       edges=[edge(actual_seq="per_batch", seq_zero=True, batch=3, paged=False),
              edge(actual_seq="broadcast", seq_zero=True, batch=2, paged=False),
              edge(actual_seq="per_batch", seq_zero=True, batch=2, paged=True)],
@@ -314,7 +311,7 @@ CONSTRAINTS = (
       edges=[edge(mask_dtype=d, mask_shape=s) for d in MASK_DTYPES for s in MASK_SHAPES],
       violations=[dict(mask_dtype="bool", mask_shape="111S", batch=2)]),
     C("atten_mask_binary", Source(SEED, "atten_mask:取值为1代表该位不参与计算,为0代表该位参与计算"), ("fault",),
-      _fault("mask_value"),
+      no_fault("mask_value"),
       edges=[edge(mask_dtype="int8", mask_full_row=True), edge(mask_dtype="uint8", mask_full_row=True),
              edge(mask_dtype="bool", mask_full_row=True, paged=True)],
       violations=[dict(fault="mask_value", mask_dtype="int8", mask_shape="BS")], check_inputs=_check_mask_values),
@@ -371,20 +368,20 @@ CONSTRAINTS = (
       violations=[dict(paged=True, cache_layout="BBH", num_heads=256, num_kv_heads=256, kv_heads_attr="explicit",
                        head_dim=512, batch=1, kv_seq=4)]),
     C("block_table_shape", Source(SEED, "block_table必须为二维Tensor,第一维长度需等于batch数"), ("fault",),
-      _fault("bt_rows"), edges=[edge(paged=True, batch=3)], violations=[dict(fault="bt_rows", paged=True)],
+      no_fault("bt_rows"), edges=[edge(paged=True, batch=3)], violations=[dict(fault="bt_rows", paged=True)],
       check_inputs=_check_bt_shape),
     C("block_table_covers_longest", Source(SEED, "第二维长度不能小于maxBlockNumPerSeq(每个batch中最大"
-                                           "actualSeqLengths对应的block数量)"), ("fault",), _fault("bt_short"),
+                                           "actualSeqLengths对应的block数量)"), ("fault",), no_fault("bt_short"),
       edges=[edge(paged=True, table_extra=0), edge(paged=True, table_extra=3)],
       violations=[dict(fault="bt_short", paged=True)], check_inputs=_check_bt_cols),
     C("block_num_enough", Source(SEED, "blocknum不应小于每个batch所需block个数的总和"), ("fault",),
-      _fault("blocknum_short"), edges=[edge(paged=True, spare_blocks=0, batch=3)],
+      no_fault("blocknum_short"), edges=[edge(paged=True, spare_blocks=0, batch=3)],
       violations=[dict(fault="blocknum_short", paged=True, batch=2)], check_inputs=_check_blocknum),
     C("block_ids_in_range", Source(OPS, "logical KV token j of batch b lives at cache[block_table[b, j//bs], j%bs]; "
-                                   "seed: blocktable存在且有效"), ("fault",), _fault("bt_id"),
+                                   "seed: blocktable存在且有效"), ("fault",), no_fault("bt_id"),
       edges=[edge(paged=True, spare_blocks=5)], violations=[dict(fault="bt_id", paged=True)],
       check_inputs=_check_bt_ids),
-    C("block_table_int32", Source(SEED, "block_table:数据类型支持INT32"), ("fault",), _fault("bt_dtype"),
+    C("block_table_int32", Source(SEED, "block_table:数据类型支持INT32"), ("fault",), no_fault("bt_dtype"),
       edges=[edge(paged=True, cache_layout="BNBD", layout="BNSD", kv_dtype="int8")],
       violations=[dict(fault="bt_dtype", paged=True)], check_inputs=_check_bt_dtype),
     # antiquant
@@ -449,7 +446,7 @@ CONSTRAINTS = (
       violations=[dict(int8_path_scales=s, quant2="1", product="A2") for s in INT8_PATH_SCALES]
       + [dict(int8_path_scales="dequant_scale1", quant2="none")]),
     # kv left padding
-    C("kv_padding_size_int64", Source(SEED, "kv_padding_size:数据类型支持INT64"), ("fault",), _fault("kv_pad_dtype"),
+    C("kv_padding_size_int64", Source(SEED, "kv_padding_size:数据类型支持INT64"), ("fault",), no_fault("kv_pad_dtype"),
       edges=[edge(paged=False, actual_seq="per_batch", kv_padding=2),
              edge(paged=False, actual_seq="per_batch", kv_padding=-3),            # pad < 0 is treated as 0
              edge(paged=False, actual_seq="per_batch", kv_padding=1, kv_pad_overflow=True, batch=3),  # zeros

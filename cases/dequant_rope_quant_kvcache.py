@@ -25,6 +25,7 @@ import random
 import numpy as np
 
 from harness.dtypes import cast
+from harness.constraint_kinds import no_fault
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
 SEED = "001_76384a1a5e84732b.txt"
@@ -109,10 +110,6 @@ def _check_splits(p, inputs):
     want = [p["num_q_heads"] * d, nkv * d, nkv * d]
     got = [int(s) for s in inputs["size_splits"]]
     return None if got == want else f"size_splits {got}, expected [Nq*D, Nkv*D, Nkv*D] = {want}"
-
-
-def _fault(name):
-    return lambda p: p["fault"] != name
 
 
 C = Constraint
@@ -202,7 +199,7 @@ CONSTRAINTS = (
                   dict(cache_mode="page", x_rank=3, batch=2, seq_len=3, pad_tokens=0, cache_batch=1, cache_seq=4)],
       check_inputs=_check_page_index),
     C("page_index_unique", Source(SEED, "page时:inidces ... 且不重复"),
-      ("fault",), _fault("page_index_duplicate"),
+      ("fault",), no_fault("page_index_duplicate"),
       edges=[edge(cache_mode="page", x_rank=3, batch=2, seq_len=4, pad_tokens=0)],
       violations=[dict(cache_mode="page", fault="page_index_duplicate", x_rank=3, batch=2, seq_len=2, pad_tokens=0)],
       check_inputs=_check_page_unique),
@@ -220,7 +217,7 @@ CONSTRAINTS = (
       edges=[edge(scale_shape="nkv_d", offsets="both")],
       violations=[dict(scale_shape="flat", offsets="both")], check_inputs=_check_quant_shapes),
     C("size_splits_qkv", Source(SEED, "sizeSplits size大小为3,值为[Nq * D,Nkv * D,Nkv * D]"),
-      ("fault",), _fault("size_splits_mismatch"),
+      ("fault",), no_fault("size_splits_mismatch"),
       edges=[edge(num_q_heads=8, num_kv_heads=2, head_dim=32)],
       violations=[dict(fault="size_splits_mismatch", num_kv_heads=2)], check_inputs=_check_splits),
 )

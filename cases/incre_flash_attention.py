@@ -33,7 +33,7 @@ import random
 from harness.spec import OpSpec, OutputRule, Region
 
 from ._ifa_constraints import (ANTIQUANT_SHAPES, CONSTRAINTS, LAYOUTS, LIMITS, MASK_DTYPES, MASK_SHAPES,
-                               PSE_SHAPES, QDT, QUANT2_PER_CHANNEL, SEED)
+                               PSE_SHAPES, QDT, SEED)
 from ._ifa_inputs import build_inputs, default_scale
 
 AXES = {

@@ -14,12 +14,12 @@ injected into the inputs of negative cases), dist (input value distribution).
 """
 from __future__ import annotations
 
-import math
 import random
 
 import numpy as np
 
 from harness.dtypes import cast
+from harness.constraint_kinds import int32_indices, no_fault
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
@@ -34,10 +34,6 @@ TRIGGERS = ("none", "mixed", "all")
 # Elements of one input tensor / of all gathered windows a generated case may hold: keeps the
 # smoke tier small and fast and a nightly case within a few tens of MB of float64 windows.
 BUDGET = {"smoke": 1 << 17, "nightly": 1 << 22, "full": 1 << 23}
-
-
-def _fault(*names):
-    return lambda p: p["fault"] not in names
 
 
 def _stride_eff(p) -> int:
@@ -60,14 +56,6 @@ def triggered(act, cbs: int, stride: int) -> np.ndarray:
 def _arr(inputs, key):
     v = inputs.get(key)
     return None if v is None else np.asarray(v)
-
-
-def _check_index_dtype(p, inputs):
-    for k in ("slot_mapping", "block_table"):
-        v = _arr(inputs, k)
-        if v is not None and v.dtype != np.int32:
-            return f"{k} has dtype {v.dtype}, must be int32"
-    return None
 
 
 def _check_dtypes_equal(p, inputs):
@@ -200,7 +188,7 @@ CONSTRAINTS = (
       check_inputs=_check_weight_shape),
     C("page_size_matches_input", Source(OPS, "kernel addresses with the attribute pageBlockSize, not input.shape[1]: "
                                              "keep the two equal"),
-      ("fault",), _fault("page_size_mismatch"),
+      ("fault",), no_fault("page_size_mismatch"),
       edges=[edge(page_block_size=64, max_blocks_per_seq=3)],
       violations=[dict(fault="page_size_mismatch")], check_inputs=_check_page_size),
     C("result_len_min", Source(OPS, "result_len > (blockNum*pageBlockSize - cbs)/stride"),
@@ -209,31 +197,29 @@ CONSTRAINTS = (
       edges=[edge(num_blocks=4, page_block_size=64, compress_block_size=32, compress_stride=16, result_len=15)],
       violations=[dict(num_blocks=4, page_block_size=64, compress_block_size=32, compress_stride=16, result_len=14)],
       check_inputs=_check_result_len),
-    C("index_dtype_int32", Source(SEED, "slotMapping 数据类型支持INT32; blockTableOptional 数据类型支持INT32"),
-      ("index_dtype",), lambda p: p["index_dtype"] == "int32",
-      edges=[edge(index_dtype="int32")], violations=[dict(index_dtype="int64")],
-      check_inputs=_check_index_dtype),
+    int32_indices(Source(SEED, "slotMapping 数据类型支持INT32; blockTableOptional 数据类型支持INT32"),
+                  ("slot_mapping", "block_table")),
     C("batch_lengths_agree", Source(SEED, "slotMapping shape为[B,]; actSeqLen 描述了每个Batch对应的S大小"),
-      ("fault",), _fault("batch_mismatch"),
+      ("fault",), no_fault("batch_mismatch"),
       edges=[edge(batch=1)], violations=[dict(fault="batch_mismatch")], check_inputs=_check_batch_lengths),
     # A permutation of every cache row: all rows written, none untouched.
     C("slots_unique", Source(SEED, "slotMapping的值无重复,否则会导致计算结果不稳定"),
-      ("fault",), _fault("duplicate_slot"),
+      ("fault",), no_fault("duplicate_slot"),
       edges=[edge(trigger="all", batch=4, num_blocks=1, page_block_size=64, compress_block_size=64,
                   compress_stride=64, max_blocks_per_seq=1, result_len=4)],
       violations=[dict(fault="duplicate_slot", batch=3)], check_inputs=_check_slots_unique),
     C("slots_in_range", Source(OPS, "kernel writes at slotMapping[b]*N*D: slotMapping[b] is a row index into dim 0"),
-      ("fault",), _fault("slot_out_of_range", "slot_negative"),
+      ("fault",), no_fault("slot_out_of_range", "slot_negative"),
       edges=[edge(batch=2, result_len=2, num_blocks=1, page_block_size=64, compress_block_size=64,
                   compress_stride=64)],
       violations=[dict(fault="slot_out_of_range"), dict(fault="slot_negative")], check_inputs=_check_slots_in_range),
     C("block_ids_in_range", Source(SEED, "blockTableOptional的值不超过blockNum,否则会发生越界"),
-      ("fault",), _fault("block_id_out_of_range", "block_id_negative"),
+      ("fault",), no_fault("block_id_out_of_range", "block_id_negative"),
       edges=[edge(num_blocks=1, batch=2, max_blocks_per_seq=2)],
       violations=[dict(fault="block_id_out_of_range"), dict(fault="block_id_negative")],
       check_inputs=_check_block_ids),
     C("seq_within_table", Source(SEED, "actSeqLenOptional的值不应该超过序列最大长度"),
-      ("fault",), _fault("seq_exceeds_table"),
+      ("fault",), no_fault("seq_exceeds_table"),
       edges=[edge(max_blocks_per_seq=1, trigger="all"), edge("nightly", max_blocks_per_seq=8, trigger="mixed")],
       violations=[dict(fault="seq_exceeds_table")], check_inputs=_check_seq_within_table),
 )

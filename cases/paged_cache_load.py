@@ -16,6 +16,7 @@ import random
 
 import numpy as np
 
+from harness.constraint_kinds import int32_indices, no_fault
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Source, edge
 
@@ -34,10 +35,6 @@ def nz_c0(dtype: str) -> int:
 def _hidden_bytes_ok(p) -> bool:
     return all(p["num_heads"] * p[d] * ITEMSIZE.get(p[t], 4) % 32 == 0
                for d, t in (("head_size_k", "k_dtype"), ("head_size_v", "v_dtype")))
-
-
-def _fault(name):
-    return lambda p: p["fault"] != name
 
 
 def _check_block_ids(p, inputs):
@@ -72,14 +69,6 @@ def _check_context_fits(p, inputs):
     if (need > mb).any() or (lens < 0).any():
         b = int(np.argmax(need > mb))
         return f"batch {b} needs {int(need[b])} block-table entries, the table has {mb}"
-    return None
-
-
-def _check_index_dtype(p, inputs):
-    for k in ("block_table", "context_lens", "seq_starts"):
-        v = inputs.get(k)
-        if v is not None and np.asarray(v).dtype != np.int32:
-            return f"{k} has dtype {np.asarray(v).dtype}, must be int32"
     return None
 
 
@@ -127,20 +116,18 @@ CONSTRAINTS = (
                   head_size_v=32, block_size=16, batch=1, max_context=16)],
       violations=[dict(layout="NZ", k_dtype="int8", v_dtype="int8", num_heads=32, head_size_k=4640, head_size_v=32,
                        block_size=16, batch=1, max_context=16)]),
-    C("index_dtype_int32", Source(SEED, "blockTables/contextLens/seqStarts 数据类型 int32"),
-      ("index_dtype",), lambda p: p["index_dtype"] == "int32",
-      edges=[edge(index_dtype="int32")], violations=[dict(index_dtype="int64")],
-      check_inputs=_check_index_dtype),
+    int32_indices(Source(SEED, "blockTables/contextLens/seqStarts 数据类型 int32"),
+                  ("block_table", "context_lens", "seq_starts")),
     C("context_lens_length", Source(SEED, "contextLens [batch]or[batch+1] (batch+1 in cumsum mode)"),
-      ("fault",), _fault("context_lens_length"),
+      ("fault",), no_fault("context_lens_length"),
       edges=[edge(layout="ND", cumsum=True, batch=1), edge(cumsum=False, batch=1)],
       violations=[dict(fault="context_lens_length", layout="ND")], check_inputs=_check_context_lens_length),
     C("block_ids_in_range", Source(OPS, "golden skips negative block ids, the kernel has no check: ids in [0, num_blocks)"),
-      ("fault",), _fault("block_id_out_of_range"),
+      ("fault",), no_fault("block_id_out_of_range"),
       edges=[edge(num_blocks=1, batch=1, max_context=16, block_size=16)],
       violations=[dict(fault="block_id_out_of_range")], check_inputs=_check_block_ids),
     C("context_within_block_table", Source(SEED, "blockTables [len(contextLens), (max(contextLens) - 1) // block_size + 1]"),
-      ("fault",), _fault("context_exceeds_table"),
+      ("fault",), no_fault("context_exceeds_table"),
       edges=[edge(layout="ND", has_seq_starts=True, cumsum=False, block_size=16, max_context=33)],
       violations=[dict(fault="context_exceeds_table")], check_inputs=_check_context_fits),
 )

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
-from .stats import relative_spread, stdrel  # noqa: F401  (relative_spread: re-export)
+from .stats import stdrel
 
 ASCEND_L2_BYTES = 192 * 1024 * 1024  # what triton-ascend's get_empty_cache_for_benchmark allocates (benchmarking.md §3)
 CUDA_L2_FALLBACK_BYTES = 256 * 1024 * 1024  # do_bench / Inductor fallback when L2_cache_size is not reported
