@@ -190,3 +190,36 @@ def exercised(spec: OpSpec, cases: list[Case]) -> dict[str, tuple[int, int]]:
         neg = sum(1 for case in cases if case.violates == c.name)
         counts[c.name] = (pos, neg)
     return counts
+
+
+def named_cases(spec: OpSpec, tier: str) -> list[Case]:
+    """The spec's official shapes and kernel pins, completed and validated against the constraints.
+
+    In the smoke tier a case with `reduced` overrides runs in that reduced form (id suffix `-reduced`).
+    A named case breaking any constraint other than its declared `violates` is a SpecError: either
+    the constraint or the document is wrong, and the spec must say which.
+    """
+    tier_rank(tier)
+    known = set(spec.complete({}, _rng(spec, tier, "known-params"), tier)) | set(spec.optional_params)
+    out = []
+    for n in spec.named:
+        params = dict(n.params)
+        reduced = tier == "smoke" and n.reduced is not None
+        if reduced:
+            params.update(n.reduced)
+        where = f"{spec.name}: {n.kind} case {n.name!r} ({n.source})"
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise SpecError(f"{where} sets unknown params {unknown}; known: {sorted(known)}")
+        full = spec.complete(dict(params), _rng(spec, tier, f"{n.kind}{n.name}"), tier)
+        for k, v in params.items():
+            if full.get(k) != v:
+                raise SpecError(f"{where}: complete() changed {k}={v!r} to {full.get(k)!r}")
+        broken = [c.name for c in spec.broken(full)]
+        if broken != ([n.violates] if n.violates else []):
+            raise SpecError(f"{where} breaks {broken}, declared {[n.violates] if n.violates else []}: a "
+                            "documented shape that breaks a constraint means the constraint or the document "
+                            "is wrong; fix the constraint, or declare violates= with a note saying which")
+        case_id = sanitize_id(f"{n.kind}-{n.name}" + ("-reduced" if reduced else ""))
+        out.append(Case(spec.name, case_id, full, n.kind, n.violates, tier))
+    return out

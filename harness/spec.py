@@ -99,19 +99,33 @@ class Constraint:
 class OutputRule:
     """How one output (or one region of it) is compared; see harness.compare for the policy.
 
-    k: for `reduction`, the allowed multiple of the same-precision baseline's max error.
+    k:      for `reduction`, the allowed multiple of the same-precision baseline's max error
+            (FlashAttention: 2 forward, 3 backward).
+    grade:  for `reduction` and `quant_int8`, the CANN grade (L0/L1/L2, harness.policy.GRADES) whose
+            ratio limits to the baseline the output must meet; `grade_why` says why this one.
     abs_cap: for `reduction` when the backend *is* the baseline: (atol, rtol) on max|err| vs max|golden|.
-    why: the anchor for any non-default number.
+    small_ulp_of_max: for `elementwise`, opt into a looser small-value rule: below the small-value
+            threshold an element may be off by this many ULP of max|golden| instead of the absolute
+            bound (outputs that legitimately lose digits near zero); `small_why` says why.
+    why:    the anchor for the kind and any non-default number.
     """
 
     kind: str
     k: float = 2.0
+    grade: str = "L0"
+    grade_why: str = "CANN / msprobe default grade (precision.md section 1)"
     abs_cap: tuple[float, float] | None = None
+    small_ulp_of_max: float | None = None
+    small_why: str = ""
     why: str = ""
 
     def __post_init__(self):
         if self.kind not in OUTPUT_KINDS:
             raise SpecError(f"unknown output kind {self.kind!r}; valid: {', '.join(OUTPUT_KINDS)}")
+        if self.grade not in ("L0", "L1", "L2"):
+            raise SpecError(f"unknown grade {self.grade!r}; valid: L0, L1, L2 (precision.md section 1)")
+        if self.small_ulp_of_max is not None and not self.small_why:
+            raise SpecError("a looser small-value rule (small_ulp_of_max) needs small_why: the reason")
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,51 @@ class Region:
     label: str                   # row name in results, e.g. "k_cache[untouched]"
     mask: np.ndarray | None      # boolean mask over the output's leading dims, None = whole output
     rule: OutputRule
+
+
+NAMED_KINDS = ("official", "pin")
+
+
+@dataclass(frozen=True)
+class Named:
+    """A named, cited param assignment run in every tier, next to the derived matrix.
+
+    kind "official": a shape a document or an official test suite uses; "pin": a case that pins the
+    kernel's behaviour where an official golden differs from the kernel (real_interfaces.md #3).
+    params:   the assignment; `complete` fills the rest; derive validates it against the constraints:
+              a documented shape breaking a constraint is a spec error (fix the constraint, or the
+              document is wrong: then `violates` names the constraint and the case runs as a negative).
+    reduced:  overrides for the smoke tier when the shape is too big for smoke (None: as is).
+    note:     why: which source wins with `violates`; for a pin, the official golden's behaviour.
+    """
+
+    kind: str
+    name: str
+    source: str
+    params: Mapping[str, Any]
+    reduced: Mapping[str, Any] | None = None
+    violates: str | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        if self.kind not in NAMED_KINDS:
+            raise SpecError(f"unknown named case kind {self.kind!r}; valid: {', '.join(NAMED_KINDS)}")
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
+            raise SpecError(f"named case {self.name!r} must be snake_case (used in case ids)")
+        if not self.source:
+            raise SpecError(f"{self.kind} case {self.name!r} needs a source")
+        if (self.violates or self.kind == "pin") and not self.note:
+            raise SpecError(f"{self.kind} case {self.name!r} needs a note (why it breaks a constraint / "
+                            "what the official golden does instead)")
+
+
+def official(name: str, source: str, reduced: Mapping[str, Any] | None = None, violates: str | None = None,
+             note: str = "", **params) -> Named:
+    return Named("official", name, source, params, reduced, violates, note)
+
+
+def pin(name: str, source: str, note: str, reduced: Mapping[str, Any] | None = None, **params) -> Named:
+    return Named("pin", name, source, params, reduced, None, note)
 
 
 @dataclass(eq=False)
@@ -189,6 +248,9 @@ class OpSpec:
     perf_floor:  optional effect floor for latency regressions of this op (`compare`); None = the
                  command's default (5%). Raise it only with a comment saying why (a noisy kernel).
     dtype_key:   the param reported as a result's dtype column.
+    named:       official shapes and kernel pins (`Named`), validated against the constraints.
+    optional_params: params a case may carry that `complete` never fills (explicit data of a named
+                 case, e.g. per-batch lengths); any other unknown param of a named case is an error.
     """
 
     name: str
@@ -206,6 +268,8 @@ class OpSpec:
     regions: Callable[[Mapping[str, Any], Mapping[str, Any], str], list] | None = None
     cost: Callable[[Mapping[str, Any]], tuple[float, float]] | None = None
     perf_floor: float | None = None
+    named: tuple[Named, ...] = ()
+    optional_params: tuple[str, ...] = ()
     tiers: Mapping[str, TierPlan] = field(default_factory=lambda: {
         "smoke": TierPlan(sample=2), "nightly": TierPlan(sample=12), "full": TierPlan(sample=24, hypothesis=25)})
 
@@ -217,6 +281,9 @@ class OpSpec:
         missing = set(self.outputs) - set(self.rules)
         if missing:
             raise SpecError(f"{self.name}: outputs without a comparison rule: {sorted(missing)}")
+        named = [(n.kind, n.name) for n in self.named]
+        if len(set(named)) != len(named):
+            raise SpecError(f"{self.name}: named cases repeated: {sorted({x for x in named if named.count(x) > 1})}")
 
     # ---- lookup -----------------------------------------------------------------------------
     def constraint(self, name: str) -> Constraint:
@@ -249,7 +316,7 @@ class OpSpec:
         """Positive and negative cases of a tier (negatives have `violates` set)."""
         from . import derive
 
-        return derive.positive_cases(self, tier) + derive.negative_cases(self, tier)
+        return derive.positive_cases(self, tier) + derive.negative_cases(self, tier) + derive.named_cases(self, tier)
 
     def case(self, **params) -> Case:
         """Build one case from (possibly partial) params; a broken constraint raises ConstraintViolation."""

@@ -29,6 +29,23 @@ def main(args) -> int:
         for c in spec.constraints:
             pos, neg = ex[c.name]
             out.write(f"    {c.name:<{width}}  {pos:>3} / {neg:<2}  {c.source}\n")
+        _named(out, spec, counts, detail=bool(args.op))
         out.write("\n")
     out.write(f"backends: {', '.join(registry.backend_names())}\n")
     return 0
+
+
+def _named(out, spec, counts, detail: bool) -> None:
+    """Official shapes (documented / officially tested) and kernel pins: how many run per tier."""
+    for kind, title in (("official", "official shapes"), ("pin", "kernel pins")):
+        entries = [n for n in spec.named if n.kind == kind]
+        ran = {t: [c for c in cs if c.origin == kind] for t, cs in counts.items()}
+        reduced = sum(c.id.endswith("-reduced") for c in ran["smoke"])
+        neg = sum(1 for n in entries if n.violates)
+        out.write(f"  {title}: {len(entries)} (nightly {len(ran['nightly'])}, smoke {len(ran['smoke'])}"
+                  f"{f', {reduced} reduced' if reduced else ''}"
+                  f"{f'; {neg} documented but rejected: the document is wrong' if neg else ''})\n")
+        if detail:
+            for n in entries:
+                extra = f"  [violates {n.violates}]" if n.violates else ""
+                out.write(f"    {n.name}  {n.source}{extra}\n")
