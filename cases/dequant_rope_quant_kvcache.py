@@ -439,8 +439,25 @@ TIES_RULE = OutputRule("exact", why="constructed exact .5 ties are exact in ever
                                     "int8 must follow ties-to-even bitwise (precision.md #6 int8 row, ops.md#2 Quant)")
 
 
+# With fp16 cos/sin the kernel does RoPE in fp16 arithmetic, and with int32 x it rounds the
+# dequantized q/k to the cos dtype before RoPE (ops.md#2, precision path). Either way q*cos - q'*sin
+# near zero keeps only the rounding of terms up to max|q|: a small output can be off by about an ULP
+# of max|g|, far above the absolute small-value bound. FlashAttention's rotary test allows
+# 2 ULP(max|r|) everywhere (precision.md section 3); that is the looser rule.
+ROPE_ROUNDED_RULE = OutputRule("elementwise", small_ulp_of_max=2.0,
+                               small_why="RoPE on fp16 arithmetic or on rounded q/k cancels near zero (ops.md#2)",
+                               why="RoPE with rounded terms: elementwise (precision.md #6, FlashAttention rotary)")
+
+
+def rope_terms_rounded(p) -> bool:
+    """The kernel's RoPE sees terms rounded to the output dtype (ops.md#2 precision path)."""
+    return p["cos_dtype"] == "float16" or p["x_dtype"] == "int32"
+
+
 def regions(p, inputs, output):
     """Caches: untouched rows bitwise vs the incoming cache, written rows quant_int8, ties bitwise."""
+    if output in ("q_out", "k_out") and rope_terms_rounded(p):
+        return [Region(output, None, ROPE_ROUNDED_RULE)]
     if output not in ("k_cache", "v_cache"):
         return None
     from backends.golden.dequant_rope_quant_kvcache import quant_inputs, write_rows

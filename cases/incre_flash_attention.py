@@ -224,7 +224,8 @@ def baseline_cap(p) -> tuple[float, float]:
 
 
 def float_rule(p) -> OutputRule:
-    return OutputRule("reduction", k=2.0, abs_cap=baseline_cap(p),
+    return OutputRule("reduction", k=2.0, abs_cap=baseline_cap(p), grade="L1",
+                      grade_why="msprobe grades fused attention (npu_fusion_attention) L1 (precision.md section 1)",
                       why="FlashAttention forward k=2 (precision.md section 3/6); abs_cap: see baseline_cap")
 
 

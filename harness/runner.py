@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 GOOD_POSITIVE = {"pass", "warn", "skipped"}
 GOOD_NEGATIVE = {"rejected", "skipped"}
 BASELINE_BACKEND = "torch"
+# Kinds judged relative to the same-precision baseline (harness.compare): reductions, and int8
+# quantisation whose off-by-one count is held against the baseline's.
+BASELINE_KINDS = ("reduction", "quant_int8")
 
 
 def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> str:
@@ -217,7 +220,7 @@ def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> 
             if region.rule.kind == "exact" and g.dtype != actual.dtype:
                 g = cast(g, want_dtype)
             base = None
-            if region.rule.kind == "reduction" and backend.name != BASELINE_BACKEND:
+            if region.rule.kind in BASELINE_KINDS and backend.name != BASELINE_BACKEND:
                 bl = refs.baseline()
                 base = None if bl is None else np.asarray(bl[out])
             a_r, g_r = actual, g
