@@ -55,7 +55,8 @@ def test_aclnn_and_atb_codes_match_the_double_header(toolchain, tmp_path):
                          "ACLNN_ERR_RUNTIME_ERROR", "ACLNN_ERR_INNER", "ACLNN_ERR_INNER_NULLPTR")}
     assert _codes.ACLNN_ERR_PARAM_INVALID == 161002
     assert _values(toolchain, tmp_path, sorted(aclnn)) == aclnn
-    in_header = ("NO_ERROR", "ERROR_INVALID_PARAM", "ERROR_RT_FAIL", "ERROR_INVALID_TENSOR_DTYPE",
+    in_header = ("NO_ERROR", "ERROR_INVALID_PARAM", "ERROR_RT_FAIL", "ERROR_INVALID_IN_TENSOR_NUM",
+                 "ERROR_INVALID_TENSOR_DIM_NUM", "ERROR_INVALID_TENSOR_DTYPE",
                  "ERROR_INVALID_TENSOR_FORMAT", "ERROR_INVALID_TENSOR_DIM", "ERROR_INVALID_TENSOR_SIZE",
                  "ERROR_INVALID_TENSOR_ADDR", "ERROR_INVALID_CONTEXT_ADDR", "ERROR_INVALID_STREAM",
                  "ERROR_INVALID_WORKSPACE_SIZE", "ERROR_INVALID_WORKSPACE_ADDR", "ERROR_INVALID_OPERATION_ADDR")

@@ -27,12 +27,14 @@ from . import _codes
 from ._lib import ACLNN_OPS, Cann, CannUnavailable, load
 from ._runtime import AclCallError, Runtime, check, recent_error
 from ._tensor import DeviceBuffer, Scope
-from .ops import BINDINGS, Binding
+from .ops import BINDINGS, PCL_ZERO_SEQ_STARTS, Binding
 
 from backends.base import Availability, Backend
 
 log = logging.getLogger(__name__)
 __all__ = ["AclnnBackend", "AclCallError"]
+#: workaround modes the option may name (backends/aclnn/ops.py documents each)
+MODES = frozenset({PCL_ZERO_SEQ_STARTS})
 
 
 class Call:
@@ -158,6 +160,21 @@ class Call:
         self.scope.close()
 
 
+def parse_option(text: str) -> tuple[int, frozenset]:
+    """'0' -> (0, {}); '1+pcl_zero_seq_starts' -> (1, {'pcl_zero_seq_starts'}); an unknown part is a TypeError
+    (the registry turns it into a usage error naming the option)."""
+    device, modes = 0, set()
+    for part in filter(None, text.split("+")):
+        if part.isdigit():
+            device = int(part)
+        elif part in MODES:
+            modes.add(part)
+        else:
+            raise TypeError(f"aclnn option {text!r}: {part!r} is neither a device id (aclnn:1) nor a mode "
+                            f"({', '.join(sorted(MODES))})")
+    return device, frozenset(modes)
+
+
 class AclEventTimer:
     """Device time of one phase 2 between two ACL_EVENT_TIME_LINE events (aclrtEventElapsedTime).
 
@@ -195,12 +212,12 @@ class AclnnBackend(Backend):
     flush_bytes = ASCEND_L2_BYTES   # cold-cache flush size (harness.timing; tests shrink it per instance)
 
     def __init__(self, device: str = "0"):
-        try:
-            self.device_id = int(device)
-        except ValueError:
-            raise TypeError(f"aclnn takes a device id option (aclnn:0), not {device!r}") from None
-        if self.device_id != 0:
-            self.name = f"aclnn:{self.device_id}"
+        """`device`: the option after the colon: a device id, and/or workaround modes joined by '+'
+        (`aclnn:1`, `aclnn:pcl_zero_seq_starts`, `aclnn:1+pcl_zero_seq_starts`)."""
+        self.device_id, self.modes = parse_option(str(device))
+        self.option = str(device) if str(device) != "0" else None   # harness.isolate rebuilds the worker from it
+        if self.option:
+            self.name = f"aclnn:{self.option}"
         self._cann: Cann | None = None
         self._rt: Runtime | None = None
         self._closed = False
@@ -208,6 +225,9 @@ class AclnnBackend(Backend):
         self._live: list[Call] = []
         self._armed = None
         self._atexit = False
+
+    def has_mode(self, mode: str) -> bool:
+        return mode in self.modes
 
     # ---- availability ---------------------------------------------------------------------------------------
     def available(self) -> Availability:
@@ -265,7 +285,8 @@ class AclnnBackend(Backend):
     def device_name(self) -> str:
         if not self.available():
             return "unavailable"
-        return f"{self.soc_name()} (device {self.device_id}, CANN at {self._cann.root})"
+        modes = f"; workaround modes: {', '.join(sorted(self.modes))}" if self.modes else ""
+        return f"{self.soc_name()} (device {self.device_id}, CANN at {self._cann.root}{modes})"
 
     def soc_name(self) -> str:
         """aclrtGetSocName(), e.g. Ascend910B1; '' when unavailable."""

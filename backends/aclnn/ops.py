@@ -31,6 +31,15 @@ class Binding:
     post: Callable[[dict, dict, dict], dict] | None = None
 
 
+#: backend mode (option `aclnn:pcl_zero_seq_starts`): ND PagedCacheLoad without seq_starts is called with zeros and
+#: hasSeqStarts=true; the backend's name carries the mode, so every result row records it
+PCL_ZERO_SEQ_STARTS = "pcl_zero_seq_starts"
+
+
+def _or_empty(values):
+    return [] if values is None else values
+
+
 # ---- PagedCacheLoad (ATB C API; seed 003, ops.md section 4) --------------------------------------------------
 def _pcl_tokens(inputs) -> int:
     """Rows of key/value: the sequences' token count (golden: max over batches of start + length)."""
@@ -52,6 +61,10 @@ def _paged_cache_load(call, params, inputs) -> list:
     else:    # ND caches [nb, bs, N, D] -> outputs [tokens, N, D]
         k_shape, v_shape = (total,) + kc.shape[2:], (total,) + vc.shape[2:]
     seq_starts = inputs.get("seq_starts")
+    if seq_starts is None and not nz and call.backend.has_mode(PCL_ZERO_SEQ_STARTS):
+        # opt-in workaround: ATB refuses ND without seqStarts (status 5, shared/reference/real_interfaces.md section 2);
+        # zeros with hasSeqStarts=true select the same tokens (the offset is seq_starts // block_size)
+        seq_starts = np.zeros(np.asarray(inputs["block_table"]).shape[0], dtype=np.int32)
     return [
         call.tensor(kc, fmt), call.tensor(vc, fmt),
         call.tensor(inputs["block_table"]), call.tensor(inputs["context_lens"]),
@@ -67,7 +80,9 @@ def _nsa_compress_with_cache(call, params, inputs) -> list:
     actSeqLen, block_table, "TND", cbs, stride, actSeqLenType, page_block_size, cache) (acl_abi.md section 4)."""
     return [
         call.tensor(inputs["input"]), call.tensor(inputs["weight"]), call.tensor(inputs["slot_mapping"]),
-        call.int_array(inputs.get("actual_seq_len")), call.optional(inputs.get("block_table")), "TND",
+        # an absent actual_seq_len reaches the kernel as an empty aclIntArray, never NULL, as torch_npu passes it
+        # (op-plugin op_plugin_functions.yaml:7330, 7406-7407)
+        call.int_array(_or_empty(inputs.get("actual_seq_len"))), call.optional(inputs.get("block_table")), "TND",
         int(inputs["compress_block_size"]), int(inputs["compress_stride"]),
         # torch_npu always passes 1; the case parameter carries the documented value (negatives pass 0)
         int(params.get("act_seq_len_type", 1)), int(inputs["page_block_size"]),
@@ -85,6 +100,9 @@ def _dequant_rope_quant_kvcache(call, params, inputs) -> list:
     nq, nkv = int(inputs["size_splits"][0]) // max(d, 1), inputs["k_cache"].shape[-2]
     out_dtype = name_of(cos)   # seed: q/k/v outputs in the cos/sin dtype
     qm = inputs["quant_mode"]
+    # kv_output=False: torch_npu passes kOut/vOut as {0}-shaped tensors (op-plugin
+    # DequantRopeQuantKVCacheKernelNpuOpApi.cpp:78-81); the outputs then are those empty tensors
+    kv_shape = lead + (nkv, d) if inputs["kv_output"] else (0,)
     return [
         call.tensor(x), call.tensor(cos), call.tensor(inputs["sin"]),
         call.inout("k_cache", inputs["k_cache"]), call.inout("v_cache", inputs["v_cache"]),
@@ -94,15 +112,8 @@ def _dequant_rope_quant_kvcache(call, params, inputs) -> list:
         call.optional(inputs.get("bias")), call.int_array(inputs["size_splits"]),
         QUANT_MODES.get(qm, str(qm)), inputs["input_layout"], bool(inputs["kv_output"]), inputs["cache_mode"],
         call.output("q_out", lead + (nq, d), out_dtype),
-        call.output("k_out", lead + (nkv, d), out_dtype), call.output("v_out", lead + (nkv, d), out_dtype),
+        call.output("k_out", kv_shape, out_dtype), call.output("v_out", kv_shape, out_dtype),
     ]
-
-
-def _dequant_rope_post(params, inputs, outputs) -> dict:
-    if not inputs["kv_output"]:   # torch_npu returns empty k/v when kv_output is False (the golden does too)
-        for k in ("k_out", "v_out"):
-            outputs[k] = outputs[k].reshape(-1)[:0]
-    return outputs
 
 
 # ---- NsaSelectedAttentionGrad (seed 002, ops.md section 3) ---------------------------------------------------
@@ -130,6 +141,8 @@ def _incre_flash_attention(call, params, inputs) -> list:
     as one-tensor aclTensorLists, padding_mask is not an aclnn argument (torch_npu drops it too)."""
     q = inputs["query"]
     out_dtype = "int8" if inputs.get("quant_scale2") is not None else name_of(q)
+    if out_dtype == "int8" and name_of(q) == "int8" and inputs.get("quant_scale2") is None:
+        out_dtype = "float16"   # torch_npu allocates float16 for an int8 query (op-plugin FlashAttentionKernelNpuOpApi.cpp:1690-1691)
     opt = call.optional
     return [
         call.tensor(q), call.tensor_list([inputs["key"]]), call.tensor_list([inputs["value"]]),
@@ -166,7 +179,7 @@ BINDINGS: dict[str, Binding] = {
     "nsa_compress_with_cache": Binding("nsa_compress_with_cache", "aclnnNsaCompressWithCache", "aclnn",
                                        _nsa_compress_with_cache),
     "dequant_rope_quant_kvcache": Binding("dequant_rope_quant_kvcache", "aclnnDequantRopeQuantKvcache", "aclnn",
-                                          _dequant_rope_quant_kvcache, post=_dequant_rope_post),
+                                          _dequant_rope_quant_kvcache),
     "nsa_selected_attention_grad": Binding("nsa_selected_attention_grad", "aclnnNsaSelectedAttentionGrad", "aclnn",
                                            _nsa_selected_attention_grad),
     "incre_flash_attention": Binding("incre_flash_attention", "aclnnIncreFlashAttentionV4", "aclnn",

@@ -86,6 +86,22 @@ atb::Status plan_load(const aclTensor *kc, const aclTensor *vc, const aclTensor 
         if (!live(req[i])) return fail(atb::ERROR_INVALID_PARAM, "%s is NULL or not a live aclTensor", names[i]);
     if (has_ss && !live(ss)) return fail(atb::ERROR_INVALID_PARAM, "%s: hasSeqStarts but seqStarts is NULL", "seqStarts");
     if (cfg != 0 && cfg != 1) return fail(atb::ERROR_INVALID_PARAM, "%s %lld is not 0 (NZ) or 1 (ND)", "kvCacheCfg", cfg);
+    /* CreateOperation<PagedCacheLoadParam> refuses NZ with either flag before any tensor is looked at (ATB
+     * paged_cache_load_operation.cpp, "foramt NZ donot support hasSeqStarts=true or isSeqLensCumsumMode=true") */
+    if (cfg == 0 && (has_ss || cumsum))
+        return fail(atb::ERROR_INVALID_PARAM, "%s: format NZ does not support hasSeqStarts=true or "
+                    "isSeqLensCumsumMode=true (has %lld, cumsum %lld)", "CreateOperation", has_ss, cumsum);
+    /* The C wrapper packs seqStarts into the variant pack only when hasSeqStarts (ATB
+     * atb_acl_paged_cache_load.cpp:41-45): 6 in-tensors without it, 7 with it. GetInputNum is 6 for NZ and always 7
+     * for ND (paged_cache_load_operation.cpp:93-99), and CheckVariantPack compares the two first
+     * (operation_base.cpp:369-375): ND without seqStarts is refused with ERROR_INVALID_IN_TENSOR_NUM although the op
+     * info (atb_ops_info.ini:7199-7202) and the seed document seqStarts as optional. */
+    {
+        long long packed = has_ss ? 7 : 6, expected = cfg == 0 ? 6 : 7;
+        if (packed != expected)
+            return fail(atb::ERROR_INVALID_IN_TENSOR_NUM, "%s: variantPack.inTensors.size: %lld is not equal "
+                        "GetInputNum: %lld", "PagedCacheLoadOperation", packed, expected);
+    }
     for (int i = 0; i < 6; i++) {
         if (!opdiff_double_contiguous(req[i])) return fail(atb::ERROR_INVALID_PARAM, "%s is not contiguous", names[i]);
         if (!on_device(req[i])) return fail(atb::ERROR_INVALID_TENSOR_ADDR, "%s data is not device memory", names[i]);
@@ -109,6 +125,30 @@ atb::Status plan_load(const aclTensor *kc, const aclTensor *vc, const aclTensor 
         return fail(atb::ERROR_INVALID_TENSOR_FORMAT, "%s format %lld does not match kvCacheCfg (want %lld)",
                     "keyCache/valueCache", kc->format, want);
     if (kc->ndim != 4 || vc->ndim != 4) return fail(atb::ERROR_INVALID_TENSOR_DIM, "%s must be 4-D", "keyCache/valueCache");
+    /* SetupCheckImpl (paged_cache_load_operation.cpp:128-134): an NZ cache [nb, H/C0, bs, C0] needs key/value whose
+     * dim 1 is H = dims[1] * dims[3]; an ND cache [nb, bs, N, D] needs dims 1, 2 = N, D. Then the dim-count check
+     * (:213-220 NZ, 2-D; ND, 3-D) returns ERROR_INVALID_TENSOR_DIM_NUM. torch_npu's functional wrapper allocates
+     * [T, bs, C0] for NZ (op-plugin PagedCacheLoadAtb.cpp:69-70), which fails here. */
+    if (k->ndim < 2 || v->ndim < 2)
+        return fail(atb::ERROR_INVALID_TENSOR_DIM_NUM, "%s: invalid intensor dimNum (key %lld-D, value %lld-D)",
+                    "PagedCacheLoadOperation", (long long)k->ndim, (long long)v->ndim);
+    if (cfg == 0) {
+        if (k->dims[1] != kc->dims[1] * kc->dims[3] || v->dims[1] != vc->dims[1] * vc->dims[3])
+            return fail(atb::ERROR_INVALID_TENSOR_DIM, "%s: the last dimension of outTensors needs to remain aligned "
+                        "(key dim 1 is %lld, want %lld)", "PagedCacheLoadOperation", k->dims[1],
+                        kc->dims[1] * kc->dims[3]);
+        if (k->ndim != 2 || v->ndim != 2)
+            return fail(atb::ERROR_INVALID_TENSOR_DIM_NUM, "%s: invalid intensor dimNum (NZ key/value must be 2-D, "
+                        "key is %lld-D, value %lld-D)", "PagedCacheLoadOperation", (long long)k->ndim, (long long)v->ndim);
+    } else {
+        if (k->ndim != 3 || v->ndim != 3)
+            return fail(atb::ERROR_INVALID_TENSOR_DIM_NUM, "%s: invalid intensor dimNum (ND key/value must be 3-D, "
+                        "key is %lld-D, value %lld-D)", "PagedCacheLoadOperation", (long long)k->ndim, (long long)v->ndim);
+        if (k->dims[1] != kc->dims[2] || k->dims[2] != kc->dims[3] || v->dims[1] != vc->dims[2] ||
+            v->dims[2] != vc->dims[3])
+            return fail(atb::ERROR_INVALID_TENSOR_DIM, "%s: the last dimension of outTensors needs to remain aligned "
+                        "(key dim 1 is %lld, want %lld)", "PagedCacheLoadOperation", k->dims[1], kc->dims[2]);
+    }
     p.isk = opdiff_double_itemsize(kc->dtype);
     p.isv = opdiff_double_itemsize(vc->dtype);
     p.nb = kc->dims[0];
@@ -136,8 +176,6 @@ atb::Status plan_load(const aclTensor *kc, const aclTensor *vc, const aclTensor 
                     p.hk * (long long)p.isk, p.hv * (long long)p.isv);
     if (p.nz) {
         if (p.bs % 16) return fail(atb::ERROR_INVALID_PARAM, "%s %lld must be a multiple of 16 for NZ", "block_size", p.bs);
-        if (cumsum) return fail(atb::ERROR_INVALID_PARAM, "%s is only supported for ND", "isSeqLensCumsumType");
-        if (has_ss) return fail(atb::ERROR_INVALID_PARAM, "%s is only supported for ND", "seqStarts");
         long long mx = p.hk * (long long)p.isk > p.hv * (long long)p.isv ? p.hk * (long long)p.isk : p.hv * (long long)p.isv;
         if (mx > 147456) /* ops.md#4 NZ tiling bound on one token's bytes */
             return fail(atb::ERROR_INVALID_PARAM, "%s %lld > 147456 for NZ", "token bytes", mx);

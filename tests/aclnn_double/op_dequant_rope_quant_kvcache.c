@@ -178,10 +178,13 @@ aclnnStatus aclnnDequantRopeQuantKvcacheGetWorkspaceSize(const aclTensor *x, con
                 if ((int64_t)dbl_load(indices, u) == i) return dbl_reject(API, "page: indices repeat slot %ld", (long)i);
         }
     }
-    if (opdiff_double_numel(qOut) != T * nq * D || opdiff_double_numel(kOut) != T * nkv * D ||
-        opdiff_double_numel(vOut) != T * nkv * D || qOut->dtype != cos->dtype || kOut->dtype != cos->dtype ||
-        vOut->dtype != cos->dtype)
-        return dbl_reject(API, "qOut/kOut/vOut must be [..., N, D] in the cos/sin dtype");
+    if (opdiff_double_numel(qOut) != T * nq * D || qOut->dtype != cos->dtype)
+        return dbl_reject(API, "qOut must be [..., Nq, D] in the cos/sin dtype");
+    /* With kvOutput false torch_npu passes kOut/vOut as {0}-shaped tensors (op-plugin
+     * DequantRopeQuantKVCacheKernelNpuOpApi.cpp:78-81) and the kernel never writes them: only checked when written. */
+    if (kvOutput && (opdiff_double_numel(kOut) != T * nkv * D || opdiff_double_numel(vOut) != T * nkv * D ||
+                     kOut->dtype != cos->dtype || vOut->dtype != cos->dtype))
+        return dbl_reject(API, "kOut/vOut must be [..., Nkv, D] in the cos/sin dtype when kvOutput is true");
     if (weightScaleOptional && opdiff_double_numel(weightScaleOptional) != H)
         return dbl_reject(API, "weightScaleOptional must hold H values");
     if (activationScaleOptional && opdiff_double_numel(activationScaleOptional) != T)
