@@ -1,7 +1,8 @@
 """What `run` does per case beyond the plain runner: isolation, timeouts, known issues, shards, resume.
 
     add_options(parser)          --isolate/--no-isolate, --timeout, --resume, --shard, --known-issues
-    prepare(args)                validates them; with --resume, rebuilds args from DIR/run.json
+    prepare(args)                validates them and locks the run directory (harness.rundir); with
+                                 --resume, rebuilds args from DIR/run.json
     Executor(backends, args)     run_case(spec, case) -> CaseResult with the ledger applied
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 
 from . import ledger as ledger_mod
-from . import resume, shard
+from . import resume, rundir, shard
 from .errors import UsageError
 from .runner import CaseResult, run_case
 
@@ -53,8 +54,9 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def prepare(args) -> tuple[dict | None, set]:
-    """Validate run options. Returns (meta of the run being resumed or None, completed (op, case_id))."""
+def prepare(args) -> tuple[dict | None, set, rundir.RunLock]:
+    """Validate run options and lock the run directory. Returns (meta of the run being resumed or
+    None, completed (op, case_id), the held lock: the caller releases it when the run is written)."""
     old_meta, done = None, set()
     if args.isolate is True and getattr(args, "no_isolate", False):
         raise UsageError("--isolate and --no-isolate contradict each other; give one")
@@ -67,31 +69,37 @@ def prepare(args) -> tuple[dict | None, set]:
                              + ", ".join("--" + k.replace("_", "-") for k in given))
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise UsageError(f"--resume {args.resume} writes into that directory; drop --out {args.out}")
-        old_meta = resume.read_meta(args.resume)
-        for k, v in old_meta["plan_args"].items():
-            if k in resume.PLAN_KEYS and not (k == "timeout" and args.timeout is not None):
-                setattr(args, k, v)
-        args.out = args.resume
-        done, dropped = resume.prune(args.resume)
+        lock = rundir.lock_existing(args.resume)  # before reading: the prune rewrites the files
+        try:
+            old_meta = resume.read_meta(args.resume)
+            for k, v in old_meta["plan_args"].items():
+                if k in resume.PLAN_KEYS and not (k == "timeout" and args.timeout is not None):
+                    setattr(args, k, v)
+            args.out = args.resume
+            _check_options(args)
+            done, dropped = resume.prune(args.resume)
+        except BaseException:
+            lock.release()
+            raise
         log.warning("resuming %s: %d case(s) already done, %d row(s) of unfinished cases dropped",
                     args.resume, len(done), dropped)
-    elif not args.out:
+        return old_meta, done, lock
+    if not args.out:
         raise UsageError("give --out DIR (a new run directory) or --resume DIR (an interrupted run)")
-    else:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out}: exists and is not a directory")
-        if (out / "run.json").exists() and getattr(args, "replace", False):
-            _move_aside(out)
-        if (out / "run.json").exists():
-            raise UsageError(f"--out {out}: already holds a run (run.json); use --resume {out} to finish it, "
-                             f"--replace to move it aside, "
-                             f"or choose a new directory")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    _check_options(args)
+    if (out / "run.json").exists() and getattr(args, "replace", False):
+        _move_aside(out)
+    return old_meta, done, rundir.claim_new(out)
+
+
+def _check_options(args) -> None:
     if args.shard:
         shard.parse(args.shard)
     if args.isolate is False and args.timeout is not None:
         raise UsageError("--timeout needs isolated workers; drop --no-isolate or --timeout")
-    return old_meta, done
 
 
 def _move_aside(out: Path) -> None:
@@ -107,7 +115,8 @@ def _move_aside(out: Path) -> None:
     while target.exists():
         target = out.with_name(f"{out.name}.prev-{run_id}.{n}")
         n += 1
-    out.rename(target)
+    with rundir.RunLock(out):  # never move a run that another process is still writing
+        out.rename(target)
     log.warning("--replace: moved the previous run in %s to %s", out, target)
 
 

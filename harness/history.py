@@ -1,7 +1,9 @@
 """A history is any set of run directories. Queries go through DuckDB over their parquet files.
 
 expand(paths)           run directories named by paths: a run directory itself, or every run
-                        directory directly inside a folder (sorted by start time)
+                        directory directly inside a folder (sorted by start time); each is checked
+                        as it is listed (run.json an object, rows well-formed, parquet and JSONL
+                        agreeing), so a query never runs over a corrupt file
 run_medians(dirs)       (op, case_id, backend) -> per-run medians in microseconds, one per process
                         (a `--repeat` run contributes one per replicate), and its timing modes
 latency_series(dirs)    per run directory, oldest first: (op, case_id, backend) -> median of its run
@@ -9,7 +11,6 @@ latency_series(dirs)    per run directory, oldest first: (op, case_id, backend) 
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ class RunInfo:
 
 
 def _meta(d: Path) -> dict:
-    try:
-        return json.loads((d / "run.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{d}/run.json: unreadable ({exc})") from None
+    from .results import read_meta, read_rows
+
+    meta = read_meta(d / "run.json")
+    for stem in ("results", "samples"):
+        read_rows(d, stem)  # raises UsageError naming the file and row
+    return meta
 
 
 def expand(paths) -> list[RunInfo]:
@@ -60,12 +63,27 @@ def _connect():
     return duckdb.connect()
 
 
+def _query(con, files, q, params=None):
+    """Rows of a DuckDB query over `files`; a DuckDB failure becomes an error naming them."""
+    import duckdb
+
+    try:
+        return con.execute(q, params or {"files": files}).fetchall()
+    except duckdb.Error as exc:
+        raise UsageError(f"cannot read {', '.join(files)}: {exc}") from None
+
+
 def _files(runs, stem) -> list[str]:
     return [str(r.path / f"{stem}.parquet") for r in runs if (r.path / f"{stem}.parquet").is_file()]
 
 
 def _columns(con, files) -> set[str]:
-    rel = con.sql("SELECT * FROM read_parquet($files, union_by_name=true) LIMIT 0", params={"files": files})
+    import duckdb
+
+    try:
+        rel = con.sql("SELECT * FROM read_parquet($files, union_by_name=true) LIMIT 0", params={"files": files})
+    except duckdb.Error as exc:
+        raise UsageError(f"cannot read {', '.join(files)}: {exc}") from None
     return set(rel.columns)
 
 
@@ -85,14 +103,14 @@ def run_medians(runs: list[RunInfo]) -> Medians:
         q = ("SELECT op, case_id, backend, run_id, median(latency_us), count(*) "
              "FROM read_parquet($files, union_by_name=true) WHERE latency_us IS NOT NULL "
              "GROUP BY op, case_id, backend, run_id ORDER BY run_id")
-        for op, case_id, backend, _run, med, n in con.execute(q, {"files": sfiles}).fetchall():
+        for op, case_id, backend, _run, med, n in _query(con, sfiles, q):
             out.runs[(op, case_id, backend)].append(float(med))
             out.n_samples[(op, case_id, backend)] += int(n)
     rfiles = _files(runs, "results")
     if rfiles and "timing_mode" in _columns(con, rfiles):
         q = ("SELECT DISTINCT op, case_id, backend, timing_mode FROM read_parquet($files, union_by_name=true) "
              "WHERE timing_mode IS NOT NULL")
-        for op, case_id, backend, mode in con.execute(q, {"files": rfiles}).fetchall():
+        for op, case_id, backend, mode in _query(con, rfiles, q):
             out.modes[(op, case_id, backend)].add(mode)
     return out
 
@@ -104,10 +122,15 @@ def result_rows(runs: list[RunInfo]) -> list[dict]:
         from .results import read_jsonl
 
         return [r for run in runs for r in read_jsonl(run.path / "results.jsonl")]
+    import duckdb
+
     con = _connect()
-    rel = con.sql("SELECT * FROM read_parquet($files, union_by_name=true)", params={"files": files})
-    cols = rel.columns
-    return [dict(zip(cols, row)) for row in rel.fetchall()]
+    try:
+        rel = con.sql("SELECT * FROM read_parquet($files, union_by_name=true)", params={"files": files})
+        cols = rel.columns
+        return [dict(zip(cols, row)) for row in rel.fetchall()]
+    except duckdb.Error as exc:
+        raise UsageError(f"cannot read {', '.join(files)}: {exc}") from None
 
 
 def latency_series(runs: list[RunInfo]) -> tuple[list[RunInfo], dict]:

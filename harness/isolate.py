@@ -11,6 +11,10 @@ The protocol is JSON lines (no pickle): requests on the worker's stdin, answers 
 copy of its stdout; the worker points fd 1 at stderr so that library chatter on stdout (CANN
 logs) cannot corrupt the protocol. The worker inherits the environment, so a device pinned
 through ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES stays pinned.
+
+The worker dies with its runner: on Linux it asks the kernel for SIGKILL when its parent goes
+(prctl PR_SET_PDEATHSIG), elsewhere a watchdog thread polls the parent pid. A runner killed with
+SIGKILL therefore never leaves a hung worker holding the device.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import UsageError
 from .runner import CaseResult, _verdict_rows
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 300.0
 #: characters of the worker's stderr quoted in a crash reason.
 STDERR_TAIL = 600
+#: environment variable naming the runner's pid, so that the worker can tell it has been orphaned.
+PARENT_ENV = "OPDIFF_ISOLATE_PARENT"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def backend_ref(backend) -> dict:
@@ -44,7 +52,20 @@ def backend_ref(backend) -> dict:
     option = getattr(backend, "option", None)
     if option is None and ":" in getattr(backend, "name", ""):
         option = backend.name.partition(":")[2]
-    return {"name": backend.name, "cls": f"{cls.__module__}:{cls.__qualname__}", "option": option or None}
+    return {"name": backend.name, "cls": f"{importable_module(cls)}:{cls.__qualname__}", "option": option or None}
+
+
+def importable_module(cls) -> str:
+    """The module a fresh interpreter imports to find `cls`. A class defined in the program run as
+    `python -m pkg.mod` reports `__main__`, which in the worker is harness.isolate itself."""
+    name = cls.__module__
+    if name != "__main__":
+        return name
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is None or not spec.name or spec.name == "__main__":
+        raise UsageError(f"backend class {cls.__qualname__} is defined in a script run as __main__; an isolated "
+                         f"worker cannot import it: run it as `python -m package.module`, or use --no-isolate")
+    return spec.name
 
 
 def signal_name(returncode: int | None) -> str:
@@ -72,6 +93,7 @@ class _Worker:
         child_env = dict(os.environ if env is None else env)
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), child_env.get("PYTHONPATH", "")) if p)
         child_env.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+        child_env[PARENT_ENV] = str(os.getpid())
         # start_new_session: a timeout kills the worker's whole process group, helpers included
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.isolate"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr, env=child_env, cwd=str(ROOT),
@@ -164,6 +186,8 @@ class IsolatedRunner:
         self.env = env
         self._worker: _Worker | None = None
         self.crashes = self.timeouts = self.workers_started = 0
+        for b in self.backends:  # a backend the worker could not rebuild: say so before the first case
+            backend_ref(b)
 
     def run_case(self, spec, case) -> CaseResult:
         result = CaseResult()
@@ -281,7 +305,40 @@ def _answer(out, obj) -> None:
     out.flush()
 
 
+def die_with_parent(parent_pid: int | None) -> str:
+    """Arrange for this process to end when `parent_pid` (its runner) does. Returns how."""
+    if parent_pid is None:
+        return "not requested"
+    how = "watchdog thread"
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                how = "prctl PR_SET_PDEATHSIG"
+        except (OSError, AttributeError):
+            pass  # no usable libc: fall back to polling
+    # the parent may have died before prctl took effect: then we were already re-parented
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if how == "watchdog thread":
+        import threading
+
+        def watch():
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="opdiff-parent-watchdog", daemon=True).start()
+    return how
+
+
 def worker_main() -> None:
+    parent = os.environ.get(PARENT_ENV)
+    # PR_SET_PDEATHSIG fires when the thread that started us exits; opdiff starts workers from the
+    # thread that runs the cases (the main thread), which lives as long as the run
+    die_with_parent(int(parent) if parent and parent.isdigit() else None)
     # The protocol gets a private copy of stdout; fd 1 then goes to stderr so that anything a
     # library prints cannot interleave with an answer.
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")

@@ -3,10 +3,13 @@
   one worker per device   `pytest -n 8` with pytest-xdist: worker gwK is pinned to device K of
                           --opdiff-devices (default: ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES
                           if set, else 0..N-1) by setting both variables in pytest_configure, before
-                          any test module is imported, so before any device runtime starts.
+                          any test module is imported, so before any device runtime starts. A worker
+                          that crashes is replaced by xdist (gw<N>, ...); the replacement gets the dead
+                          worker's device (harness.xdist_crash), and its test becomes a `crash` row.
   --opdiff-out DIR        every process appends its rows, flushed per case, to DIR/parts/<worker>.*.jsonl
                           (no two processes share a file); at session end the controller consolidates
-                          them into one run directory (run.json, results.jsonl -> results.parquet).
+                          them into one run directory (run.json, results.jsonl -> results.parquet),
+                          holding the directory's writer lock (harness.rundir) for the whole session.
   known issues            loaded at configure time; quarantine -> skip and xfail -> strict xfail marks
                           at collection; tolerance entries rewrite rows through runner.RESULT_HOOKS.
 """
@@ -57,13 +60,17 @@ def parse_devices(text: str) -> list[str]:
     return out
 
 
+def worker_index(wid: str) -> int:
+    return int(re.sub(r"\D", "", wid) or 0)
+
+
 def worker_info(config) -> tuple[str, int, int]:
     """(worker id, index, count); ('main', 0, 1) without xdist."""
     wi = getattr(config, "workerinput", None)
     if not wi:
         return "main", 0, 1
     wid = wi["workerid"]
-    idx = int(re.sub(r"\D", "", wid) or 0)
+    idx = worker_index(wid)
     return wid, idx, int(wi.get("workercount", idx + 1))
 
 
@@ -72,6 +79,20 @@ def pin_device(config) -> str | None:
     wid, idx, count = worker_info(config)
     if wid == "main":
         return None
+    devices = device_list(config, count)
+    started = [m for m in ("torch_npu", "acl") if m in sys.modules]
+    if started:  # pinning after the runtime started would be silently ignored
+        raise UsageError(f"worker {wid}: {', '.join(started)} already imported before device pinning")
+    # the controller's choice (harness.xdist_crash); a replacement worker's index exceeds the
+    # device count, so without one it wraps round robin rather than falling off the list
+    dev = config.workerinput.get("opdiff_device") or devices[idx % len(devices)]
+    for var in DEVICE_VARS:
+        os.environ[var] = dev
+    return dev
+
+
+def device_list(config, count: int) -> list[str]:
+    """The pinned device set for `count` workers (refused when it is smaller)."""
     text = config.getoption("--opdiff-devices")
     if text:
         devices = parse_devices(text)
@@ -81,13 +102,7 @@ def pin_device(config) -> str | None:
     if count > len(devices):
         raise UsageError(f"{count} xdist workers but only {len(devices)} device(s) ({','.join(devices)}); "
                          f"use -n {len(devices)} (one worker per device)")
-    started = [m for m in ("torch_npu", "acl") if m in sys.modules]
-    if started:  # pinning after the runtime started would be silently ignored
-        raise UsageError(f"worker {wid}: {', '.join(started)} already imported before device pinning")
-    dev = devices[idx]
-    for var in DEVICE_VARS:
-        os.environ[var] = dev
-    return dev
+    return devices
 
 
 # ---- configure / finish --------------------------------------------------------------------------
@@ -115,11 +130,13 @@ def _configure(config) -> None:
     hooks = []
     if any(e.kind == "tolerance" for e in ledger.entries):
         hooks.append(lambda spec, case, res: ledger.apply(spec, case, res.rows, kinds=("tolerance",)))
+    if _is_xdist_controller(config):
+        _register_controller(config)
     out = config.getoption("--opdiff-out")
     config._opdiff_out = Path(out) if out else None
     if out:
         if wid == "main":
-            _claim(Path(out))
+            config._opdiff_lock = _claim(Path(out))
         if not _is_xdist_controller(config):  # the controller runs no tests
             rec = _Recorder(Path(out), wid, config._opdiff_device, ledger)
             config._opdiff_recorder = rec
@@ -157,25 +174,45 @@ def _is_xdist_controller(config) -> bool:
         if config.pluginmanager.hasplugin("xdist") else False
 
 
-def _claim(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--opdiff-out {out}: exists and is not a directory")
-    if (out / "run.json").exists() or (out / PARTS).exists():
-        raise UsageError(f"--opdiff-out {out}: already holds a run; choose a new directory")
-    (out / PARTS).mkdir(parents=True, exist_ok=True)
+def _register_controller(config) -> None:
+    from .xdist_crash import Controller
+
+    n = config.getoption("numprocesses", None)
+    devices = None
+    if isinstance(n, int) and n > 0:
+        try:
+            devices = device_list(config, n)
+        except UsageError:
+            devices = None  # each worker raises the same error itself, naming its id
+    controller = Controller(config, devices or [], n if isinstance(n, int) else 0)
+    config._opdiff_controller = controller
+    config.pluginmanager.register(controller, "opdiff-xdist-controller")
+
+
+def _claim(out: Path):
+    """Create and lock the session's run directory (refusing one that holds a run or anything else)."""
+    from . import rundir
+
+    if (out / PARTS).exists() and not (out / "run.json").exists():
+        raise UsageError(f"--opdiff-out {out}: already holds a run (parts/, unfinished); choose a new directory")
+    lock = rundir.claim_new(out, "--opdiff-out")
+    (out / PARTS).mkdir()
+    return lock
 
 
 class _Recorder:
     """Appends one process's rows to its own part files, flushed per case."""
 
     def __init__(self, out: Path, wid: str, device: str | None, ledger):
+        from . import rundir
+
         self.out, self.wid, self.ledger = out, wid, ledger
         (out / PARTS).mkdir(parents=True, exist_ok=True)
-        self._rows = open(out / PARTS / f"{wid}.results.jsonl", "a", encoding="utf-8")
-        self._samples = open(out / PARTS / f"{wid}.samples.jsonl", "a", encoding="utf-8")
+        self._rows = rundir.open_append(out / PARTS / f"{wid}.results.jsonl")
+        self._samples = rundir.open_append(out / PARTS / f"{wid}.samples.jsonl")
         info = {"worker": wid, "device": device, "pid": os.getpid(), "host": socket.gethostname(),
                 "visible_devices": {v: os.environ.get(v) for v in DEVICE_VARS}}
-        (out / PARTS / f"{wid}.json").write_text(json.dumps(info, indent=2))
+        rundir.atomic_write(out / PARTS / f"{wid}.json", json.dumps(info, indent=2))
 
     def __call__(self, spec, case, result) -> None:
         from .results import _json_safe
@@ -206,35 +243,53 @@ def finish(session) -> None:
         rec.close()
     out = getattr(config, "_opdiff_out", None)
     if out is not None and worker_info(config)[0] == "main":
-        consolidate_parts(out, config)
+        lock = getattr(config, "_opdiff_lock", None)
+        try:
+            consolidate_parts(out, config, getattr(session, "exitstatus", None))
+        finally:
+            if lock is not None:
+                lock.release()
 
 
-def consolidate_parts(out: Path, config=None) -> dict:
+#: pytest exit statuses after which every selected test ran (0 passed, 1 failed, 5 none collected);
+#: any other (interrupted, internal error, usage error) leaves the run directory `interrupted`.
+COMPLETE_EXIT = (0, 1, 5)
+
+
+def consolidate_parts(out: Path, config=None, exitstatus=None) -> dict:
     """Part files of every worker -> one run directory. A worker that died mid-write leaves a
-    truncated last line: it is dropped and reported in run.json `problems`, never silently."""
+    truncated last line: it is dropped and reported in run.json `problems`, never silently; the
+    test a crashed worker was running becomes `crash` rows, listed in run.json `crashes`."""
+    from . import rundir
     from .envinfo import fingerprint
     from .results import consolidate, new_run_id
+    from .xdist_crash import merge_crash_rows
 
     run_id = new_run_id()
-    workers, problems, n = [], [], 0
-    with open(out / "results.jsonl", "w", encoding="utf-8") as fr, \
-            open(out / "samples.jsonl", "w", encoding="utf-8") as fs:
-        for info_path in sorted((out / PARTS).glob("*.json")):
-            info = json.loads(info_path.read_text())
-            wid = info["worker"]
-            counts = {}
-            for stem, f in (("results", fr), ("samples", fs)):
-                rows, problem = _read_part(out / PARTS / f"{wid}.{stem}.jsonl")
-                if problem:
-                    problems.append(problem)
-                    log.warning("%s", problem)
-                for r in rows:
-                    r["run_id"] = run_id
-                    f.write(json.dumps(r, allow_nan=True) + "\n")
-                counts[stem] = len(rows)
-            n += counts["results"]
-            workers.append(dict(info, rows=counts["results"]))
-    meta = {"run_id": run_id, "status": "finished", "source": "pytest", "workers": workers, "problems": problems,
+    workers, problems = [], []
+    parts = {"results": [], "samples": []}
+    for info_path in sorted((out / PARTS).glob("*.json")):
+        info = json.loads(info_path.read_text())
+        wid = info["worker"]
+        counts = {}
+        for stem in ("results", "samples"):
+            rows, problem = _read_part(out / PARTS / f"{wid}.{stem}.jsonl")
+            if problem:
+                problems.append(problem)
+                log.warning("%s", problem)
+            parts[stem] += rows
+            counts[stem] = len(rows)
+        workers.append(dict(info, rows=counts["results"]))
+    controller = getattr(config, "_opdiff_controller", None) if config is not None else None
+    crash_rows, crashes = merge_crash_rows(parts["results"], controller.crashes if controller else [])
+    parts["results"] += crash_rows
+    for stem, rows in parts.items():
+        rundir.atomic_write(out / f"{stem}.jsonl",
+                            "".join(json.dumps(dict(r, run_id=run_id), allow_nan=True) + "\n" for r in rows))
+    n = len(parts["results"])
+    status = "finished" if exitstatus is None or int(exitstatus) in COMPLETE_EXIT else "interrupted"
+    meta = {"run_id": run_id, "status": status, "source": "pytest", "workers": workers, "problems": problems,
+            "crashes": crashes, "pytest_exitstatus": None if exitstatus is None else int(exitstatus),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": fingerprint(), "rows": n}
     if config is not None:
         meta.update(command=sys.argv, tier=config.getoption("--tier"), seed=config.getoption("--seed"),
@@ -242,9 +297,7 @@ def consolidate_parts(out: Path, config=None) -> dict:
                                "tier": config.getoption("--tier"), "seed": config.getoption("--seed")},
                     known_issues=[e.describe() for e in config._opdiff_ledger.entries])
     consolidate(out)
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, out / "run.json")
+    rundir.atomic_write(out / "run.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
     return meta
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import canary
+from . import canary, rundir
 from .errors import UsageError
 from .results import RunWriter, load_run, read_jsonl
 
@@ -66,6 +66,19 @@ def run_repeated(parser, args) -> int:
         if not args.interleave_out:
             raise UsageError("--interleave-cwd needs --interleave-out DIR for the other side's results")
         sides.append((Path(args.interleave_out), args.interleave_cwd, args.interleave_python or sys.executable))
+    # each side's directory is ours from the first replicate to the merge; the replicate processes
+    # lock their own OUT/replicates/rK
+    locks = []
+    try:
+        for out, _, _ in sides:
+            locks.append(rundir.claim_new(out, "--out" if out == Path(args.out) else "--interleave-out"))
+        return _run_sides(parser, args, n, sides, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_sides(parser, args, n, sides, locks) -> int:
     worst = 0
     for k in range(n):
         for out, cwd, python in sides:
@@ -79,8 +92,8 @@ def run_repeated(parser, args) -> int:
             if proc.returncode not in (0, 1):
                 log.warning("replicate %s exited %d", rep, proc.returncode)
             worst = max(worst, proc.returncode)
-    for out, _, _ in sides:
-        merge_replicates(out, [out / "replicates" / f"r{k}" for k in range(n)])
+    for (out, _, _), lock in zip(sides, locks):
+        merge_replicates(out, [out / "replicates" / f"r{k}" for k in range(n)], lock)
     sys.stdout.write(f"{n} replicates merged into {', '.join(str(o) for o, _, _ in sides)}\n")
     return worst
 
@@ -88,8 +101,9 @@ def run_repeated(parser, args) -> int:
 LATENCY_COLUMNS = ("latency_median_us", "latency_iqr_us", "latency_p20_us", "latency_p80_us", "latency_min_us")
 
 
-def merge_replicates(out: Path, reps: list[Path]) -> None:
-    """Merge replicate run directories into `out` (see the module docstring)."""
+def merge_replicates(out: Path, reps: list[Path], lock: rundir.RunLock | None = None) -> None:
+    """Merge replicate run directories into `out` (see the module docstring). `lock`: out's held
+    lock; without one, `out` must be new or empty but for its replicates/ folder."""
     reps = [r for r in reps if (r / "run.json").is_file()]
     if not reps:
         raise UsageError(f"no replicate finished under {out}/replicates")
@@ -112,7 +126,17 @@ def merge_replicates(out: Path, reps: list[Path]) -> None:
     merged_canary = canary.merged([m.get("canary") for m in metas])  # one record per replicate process
     if merged_canary:
         meta["canary"] = merged_canary
-    writer = RunWriter(out, meta)
+    own = lock is None
+    lock = rundir.claim_new(out, allow=("replicates",)) if own else lock
+    try:
+        _write_merged(out, meta, lock, all_rows, per_key, reps, metas)
+    finally:
+        if own:
+            lock.release()
+
+
+def _write_merged(out, meta, lock, all_rows, per_key, reps, metas) -> None:
+    writer = RunWriter(out, meta, lock=lock)
     merged = []
     for row in all_rows[0]:
         row = dict(row)

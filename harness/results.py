@@ -1,7 +1,10 @@
 """Run directories: run.json (self-description), results.jsonl appended per case, and
 results.parquet / samples.parquet consolidated atomically at the end.
 
-A run interrupted at any point keeps every row already appended (each case is flushed).
+A run interrupted at any point keeps every row already appended (each case is flushed). The
+writer holds the directory's lock (harness.rundir) from creation to finish; every whole-file write
+goes through a temporary file and a rename. Readers check what they read: encoding, JSON, the row
+schema (harness.rowcheck) and that results.parquet and results.jsonl hold the same number of rows.
 """
 from __future__ import annotations
 
@@ -12,14 +15,18 @@ import time
 import uuid
 from pathlib import Path
 
+from . import rundir
 from .errors import UsageError
+from .rowcheck import check_rows
 
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = (
     "run_id", "op", "case_id", "params", "negative", "violates", "backend", "output", "dtype", "verdict", "ok",
     "reason", "max_abs_err", "max_rel_err", "mere", "rmse", "max_ulp", "mismatch_count", "mismatch_frac", "cosine",
-    "error_balance", "baseline_ratio", "baseline_max_err", "off_by_one_frac", "numel", "latency_median_us",
+    "error_balance", "baseline_ratio", "baseline_max_err", "off_by_one_frac", "numel", "mare_ratio", "mere_ratio",
+    "rmse_ratio", "grade", "small_count", "small_err_count", "small_err_frac", "beyond_1ulp_frac", "bias_ulp",
+    "latency_median_us",
     "latency_iqr_us", "latency_p20_us", "latency_p80_us", "latency_min_us", "n_samples", "timing_mode",
     "bytes", "flops", "gbps", "tflops", "tier", "seed", "repro",
 )
@@ -31,23 +38,28 @@ def new_run_id() -> str:
 
 
 class RunWriter:
-    """Writes one run directory. Rows are appended to JSONL and flushed per call."""
+    """Writes one run directory. Rows are appended to JSONL and flushed per call.
 
-    def __init__(self, out_dir: str | os.PathLike, meta: dict):
+    `lock`: the directory's held rundir.RunLock (taken by the command before it prepared the run);
+    without one, the writer claims the directory itself (it must be new or empty) and releases the
+    lock at finish()."""
+
+    def __init__(self, out_dir: str | os.PathLike, meta: dict, lock: rundir.RunLock | None = None):
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._own_lock = lock is None
+        self.lock = rundir.claim_new(self.dir) if lock is None else lock
+        if not self.lock.held:
+            raise UsageError(f"{self.dir}: writing a run directory needs its lock held")
         self.meta = dict(meta)
         self.run_id = self.meta.setdefault("run_id", new_run_id())
         self.meta.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.meta["status"] = "running"
         self._write_meta()
-        self._rows = open(self.dir / "results.jsonl", "a", encoding="utf-8")
-        self._samples = open(self.dir / "samples.jsonl", "a", encoding="utf-8")
+        self._rows = rundir.open_append(self.dir / "results.jsonl")
+        self._samples = rundir.open_append(self.dir / "samples.jsonl")
 
     def _write_meta(self):
-        tmp = self.dir / "run.json.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, self.dir / "run.json")
+        rundir.atomic_write(self.dir / "run.json", json.dumps(self.meta, indent=2, sort_keys=True, default=str))
 
     def append(self, rows: list[dict], samples: list[dict] = ()) -> None:
         for r in rows:
@@ -65,6 +77,8 @@ class RunWriter:
         consolidate(self.dir)
         self.meta.update(summary, status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self._write_meta()
+        if self._own_lock:
+            self.lock.release()
 
 
 def _json_safe(obj):
@@ -80,16 +94,26 @@ def _json_safe(obj):
 
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a JSONL file; a corrupt line is an error naming file and line (a truncated last
-    line, the trace of a killed writer, is dropped with no error)."""
+    line, the trace of a killed writer, is dropped with a warning)."""
+    return [row for _, row in numbered_jsonl(path)]
+
+
+def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) of a JSONL file, as read_jsonl reads it."""
     rows = []
     if not path.exists():
         return rows
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines, 1):
+    lines = path.read_bytes().split(b"\n")
+    for i, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path}:{i}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1})") \
+                from None
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((i, json.loads(line)))
         except json.JSONDecodeError as exc:
             if i == len(lines) and not line.endswith("}"):
                 # half-written last line of an interrupted run: reported, not silently skipped
@@ -97,6 +121,8 @@ def read_jsonl(path: Path) -> list[dict]:
                             "--resume DIR` finishes it)", path, i)
                 continue
             raise UsageError(f"{path}:{i}: corrupt results line ({exc.msg})") from None
+        if not isinstance(rows[-1][1], dict):
+            raise UsageError(f"{path}:{i}: not a JSON object ({type(rows[-1][1]).__name__})")
     return rows
 
 
@@ -108,9 +134,8 @@ def consolidate(run_dir: Path) -> None:
     for stem, cols in (("results", RESULT_COLUMNS), ("samples", SAMPLE_COLUMNS)):
         rows = read_jsonl(run_dir / f"{stem}.jsonl")
         table = _table(rows, cols, pa)
-        tmp = run_dir / f".{stem}.parquet.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, run_dir / f"{stem}.parquet")
+        with rundir.atomic_file(run_dir / f"{stem}.parquet") as f:
+            pq.write_table(table, f)
 
 
 def _table(rows, cols, pa):
@@ -136,23 +161,42 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[dict]]:
         raise UsageError(f"{d}: not a directory")
     if not meta_path.is_file():
         raise UsageError(f"{d}: not a run directory (no run.json)")
+    return read_meta(meta_path), read_rows(d, "results")
+
+
+def read_meta(meta_path: Path) -> dict:
+    """run.json as a dict; anything else is an error naming the file and what is wrong."""
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{meta_path}: corrupt run.json (not UTF-8 text: byte at offset {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{meta_path}: corrupt run.json ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise UsageError(f"{meta_path}: unreadable ({exc.strerror})") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{meta_path}: corrupt run.json (not a JSON object)")
-    return meta, read_rows(d, "results")
+    return meta
 
 
 def read_rows(run_dir: Path, stem: str) -> list[dict]:
-    """Rows of `stem` ("results" or "samples"): the consolidated parquet, else the JSONL log."""
-    pq_path = run_dir / f"{stem}.parquet"
-    if pq_path.is_file():
-        import pyarrow.parquet as pq
+    """Rows of `stem` ("results" or "samples"): the consolidated parquet, else the JSONL log.
+    Every row is checked (harness.rowcheck); when both files exist they must hold as many rows."""
+    pq_path, jsonl = run_dir / f"{stem}.parquet", run_dir / f"{stem}.jsonl"
+    if not pq_path.is_file():
+        numbered = numbered_jsonl(jsonl)
+        check_rows([r for _, r in numbered], stem, lambda i: f"{jsonl}:{numbered[i - 1][0]}")
+        return [r for _, r in numbered]
+    import pyarrow.parquet as pq
 
-        try:
-            return pq.read_table(pq_path).to_pylist()
-        except Exception as exc:
-            raise UsageError(f"{pq_path}: unreadable parquet ({exc})") from None
-    return read_jsonl(run_dir / f"{stem}.jsonl")
+    try:
+        rows = pq.read_table(pq_path).to_pylist()
+    except Exception as exc:
+        raise UsageError(f"{pq_path}: unreadable parquet ({exc})") from None
+    check_rows(rows, stem, lambda i: f"{pq_path} row {i}")
+    if jsonl.is_file():
+        n = len(read_jsonl(jsonl))
+        if n != len(rows):
+            raise UsageError(f"{run_dir}: {pq_path.name} holds {len(rows)} rows but {jsonl.name} {n}; one of "
+                             f"them is truncated or was changed after the run finished")
+    return rows

@@ -1,9 +1,12 @@
 """`run --resume DIR`: finish an interrupted run without redoing or duplicating cases.
 
-A case counts as done once its rows are flushed to results.jsonl *and* a line naming it is
-flushed to done.jsonl afterwards. A runner killed anywhere (SIGKILL included) leaves at worst
-rows of one unfinished case and a half-written last line; on resume those rows are dropped (the
-files are rewritten atomically), and only the cases missing from done.jsonl are run again.
+A case counts as done once its rows are flushed to results.jsonl *and* a line naming it (with its
+row count) is flushed to done.jsonl afterwards. A runner killed anywhere (SIGKILL included) leaves
+at worst rows of one unfinished case and a half-written last line; on resume those rows are
+dropped (the files are rewritten atomically), and only the cases missing from done.jsonl are run
+again. done.jsonl is not trusted alone: a case whose rows are not all in results.jsonl (a file cut
+or edited since) is run again too, and counted in the warning. The caller holds the directory's
+lock (harness.rundir) while this module rewrites its files.
 """
 from __future__ import annotations
 
@@ -12,8 +15,13 @@ import logging
 import os
 from pathlib import Path
 
+from collections import Counter
+
+from . import rundir
 from .errors import UsageError
 from .results import read_jsonl
+from .results import read_meta as read_run_json
+from .rowcheck import check_rows
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +34,11 @@ class DoneLog:
     """Appends one flushed line per completed case."""
 
     def __init__(self, run_dir: Path):
-        self._f = open(Path(run_dir) / DONE_FILE, "a", encoding="utf-8")
+        self._f = rundir.open_append(Path(run_dir) / DONE_FILE)
 
-    def add(self, op: str, case_id: str) -> None:
-        self._f.write(json.dumps({"op": op, "case_id": case_id}) + "\n")
+    def add(self, op: str, case_id: str, rows: int | None = None) -> None:
+        line = {"op": op, "case_id": case_id} if rows is None else {"op": op, "case_id": case_id, "rows": rows}
+        self._f.write(json.dumps(line) + "\n")
         self._f.flush()
 
     def close(self) -> None:
@@ -45,12 +54,7 @@ def read_meta(run_dir: str | os.PathLike) -> dict:
     meta_path = d / "run.json"
     if not meta_path.is_file():
         raise UsageError(f"--resume {d}: not a run directory (no run.json)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{meta_path}: corrupt run.json ({exc})") from None
-    if not isinstance(meta, dict):
-        raise UsageError(f"{meta_path}: corrupt run.json (not an object)")
+    meta = read_run_json(meta_path)
     plan = meta.get("plan_args")
     if not isinstance(plan, dict) or any(k not in plan for k in ("ops", "backends", "tier", "seed")):
         raise UsageError(f"{meta_path}: no 'plan_args' recorded (written by an older opdiff or not by `run`); "
@@ -67,45 +71,54 @@ def read_complete(path: Path) -> list[dict]:
     cut = raw.rfind(b"\n") + 1
     if cut < len(raw):
         log.warning("%s: dropping a truncated last line (%d bytes) left by the interrupted run", path, len(raw) - cut)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(raw[:cut])
-        os.replace(tmp, path)
+        rundir.atomic_write(path, raw[:cut])
     return read_jsonl(path)
 
 
-def completed(run_dir: Path) -> set[tuple[str, str]]:
-    done = set()
+def completed(run_dir: Path) -> dict[tuple[str, str], int | None]:
+    """(op, case_id) -> number of result rows the case wrote (None: a done.jsonl of an older opdiff)."""
+    done = {}
     for r in read_complete(Path(run_dir) / DONE_FILE):
-        if not isinstance(r, dict) or "op" not in r or "case_id" not in r:
+        if not isinstance(r, dict) or not isinstance(r.get("op"), str) or not isinstance(r.get("case_id"), str) \
+                or not isinstance(r.get("rows", 0), int):
             raise UsageError(f"{Path(run_dir) / DONE_FILE}: malformed line {r!r}")
-        done.add((r["op"], r["case_id"]))
+        done[(r["op"], r["case_id"])] = r.get("rows")
     return done
+
+
+def verified(done: dict, rows: list[dict]) -> set[tuple[str, str]]:
+    """The done cases whose rows are all in `rows` (exactly the count done.jsonl recorded; at
+    least one row where it recorded none)."""
+    have = Counter((r.get("op"), r.get("case_id")) for r in rows)
+    return {k for k, n in done.items() if have[k] and (n is None or have[k] == n)}
 
 
 def prune(run_dir: str | os.PathLike) -> tuple[set, int]:
     """Keep only rows of completed cases in results/samples JSONL (atomic rewrite), and a clean
     done.jsonl. Returns (completed (op, case_id) pairs, number of rows dropped)."""
     d = Path(run_dir)
-    done = completed(d)
+    recorded = completed(d)
+    results = read_complete(d / "results.jsonl")
+    check_rows(results, "results", lambda i: f"{d / 'results.jsonl'} row {i}")
+    done = verified(recorded, results)
+    lost = sorted(set(recorded) - done)
+    if lost:  # done.jsonl says finished, results.jsonl disagrees: the rows were lost, run them again
+        log.warning("%s: %d case(s) listed in %s lack rows in results.jsonl (e.g. %s); running them again",
+                    d, len(lost), DONE_FILE, "/".join(lost[0]))
     dropped = 0
     for stem in ("results", "samples"):
         path = d / f"{stem}.jsonl"
-        rows = read_complete(path)
+        rows = results if stem == "results" else read_complete(path)
         keep = [r for r in rows if (r.get("op"), r.get("case_id")) in done]
         if stem == "results":
             dropped = len(rows) - len(keep)
         _rewrite(path, keep)
-    _rewrite(d / DONE_FILE, [{"op": o, "case_id": c} for o, c in sorted(done)])
+    _rewrite(d / DONE_FILE, [{"op": o, "case_id": c, **({} if recorded[(o, c)] is None else
+                                                        {"rows": recorded[(o, c)]})} for o, c in sorted(done)])
     for stale in ("results.parquet", "samples.parquet"):
         (d / stale).unlink(missing_ok=True)  # rebuilt from the JSONL when the run finishes
     return done, dropped
 
 
 def _rewrite(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, allow_nan=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    rundir.atomic_write(path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))

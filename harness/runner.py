@@ -38,8 +38,10 @@ BASELINE_KINDS = ("reduction", "quant_int8")
 
 
 def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> str:
+    # a fresh directory per invocation: a fixed path would be refused the second time, or worse,
+    # be one that someone else planted (run refuses to adopt it, but the repro would not run)
     return (f"python -m harness run --ops {op} --backends {backend} --tier {tier} --seed {seed} "
-            f"--case {case.id} --out /tmp/opdiff-repro")
+            f"--case {case.id} --out \"$(mktemp -d -t opdiff-repro.XXXXXX)\"")
 
 
 @dataclass

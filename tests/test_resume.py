@@ -74,7 +74,7 @@ def test_sigkill_then_resume_gives_exactly_the_full_rows(tmp_path):
 
 
 def test_prune_drops_rows_of_unfinished_cases_and_the_truncated_line(tmp_path):
-    rows = [{"op": "x", "case_id": c, "backend": "numpy", "output": "o"} for c in ("a", "b", "c")]
+    rows = [{"op": "x", "case_id": c, "backend": "numpy", "output": "o", "verdict": "pass"} for c in ("a", "b", "c")]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"op": "x", "ca')
     (tmp_path / "samples.jsonl").write_text(json.dumps({"op": "x", "case_id": "c", "latency_us": 1}) + "\n")
     (tmp_path / "done.jsonl").write_text('{"op": "x", "case_id": "a"}\n{"op": "x", "case_id": "b"}\n{"op": "x"')

@@ -10,8 +10,9 @@ Exit status, as `git bisect run` reads it:
   125  skip: this checkout cannot be judged (an import or build failure, the case or backend
        does not exist here, the backend is unavailable, no latency could be measured, or the
        machine speed moved: see below)
-  128  abort the bisection: the question itself is wrong (baseline unreadable, or it lacks the
-       case; timing modes differ between baseline and here)
+  128  abort the bisection: the question itself is wrong (baseline missing, unreadable or corrupt
+       in any way, or it lacks the case; timing modes differ between baseline and here). Never 1:
+       a bad baseline says nothing about the commit under test.
 
 Latency is measured in rounds (fresh inputs and preparation each round; one round = the tier's
 timing protocol). When the ratio of the median of round medians to the baseline lands within
@@ -72,21 +73,28 @@ def main(args) -> int:
     try:
         runs = expand([args.baseline])
         base_rows = [r for r in result_rows(runs) if r["case_id"] == args.case and r["backend"] == args.backend]
+        base = run_medians(runs) if args.metric == "latency" else None
     except UsageError as exc:
         _say(f"abort: {exc}")
+        return ABORT
+    except Exception as exc:  # whatever else is wrong with the baseline, it cannot judge this commit
+        _say(f"abort: baseline {args.baseline} unusable: {type(exc).__name__}: {exc}")
         return ABORT
     if not base_rows:
         _say(f"abort: baseline {args.baseline} has no rows for case {args.case} on backend {args.backend}")
         return ABORT
     op = args.op or base_rows[0]["op"]
-    seed = args.seed if args.seed is not None else int(base_rows[0].get("seed") or 0)
+    try:
+        seed = args.seed if args.seed is not None else int(base_rows[0].get("seed") or 0)
+    except (TypeError, ValueError):
+        _say(f"abort: baseline {args.baseline} records seed {base_rows[0].get('seed')!r}, not an integer")
+        return ABORT
     loaded = _load(op, args.case, args.backend)
     if isinstance(loaded, int):
         return loaded
     spec, case, backend = loaded
     if args.metric == "accuracy":
         return _accuracy(spec, case, backend, seed, base_rows, args)
-    base = run_medians(runs)
     key = (op, args.case, args.backend)
     if not base.runs.get(key):
         _say(f"abort: baseline has no latency samples for {op}/{args.case} [{args.backend}]")

@@ -10,7 +10,8 @@ heads the table and SLOWER/FASTER verdicts become AMBIGUOUS: the machine, not th
 changed. Interleaved runs (`run --interleave-cwd`) avoid that.
 
 Exit status: 0 no regression, 1 a regression (SLOWER, or accuracy WORSE/GREW), 3 ambiguous only,
-2 usage error.
+2 usage error: also when either side holds no result row, when no case x backend is on both sides
+(nothing was compared, so "no regression" would be a lie), or when an input is corrupt.
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ class Row:
     acc_reason: str
     repro: str
     canary_ratio: float | None = None  # machine-speed canary NEW/BASE (None: a side has no canary)
+    in_base: bool = True  # the case x backend has result rows in BASE
+    in_new: bool = True
 
     @property
     def regressed(self) -> bool:
@@ -124,7 +127,7 @@ def compare_runs(base_paths, new_paths, floor=regress.DEFAULT_FLOOR, op_floors=N
         repro = next((r.get("repro") for r in nrows[key] or brows[key] if r.get("repro")), "")
         out.append(Row(op, case_id, backend, pv.verdict, pv.ratio, regress.median(b) if b else None,
                        regress.median(n) if n else None, len(b), len(n), pv.p_value, pv.ci[0], pv.ci[1],
-                       f, pv.reason, acc.status, acc.reason, repro, cratio))
+                       f, pv.reason, acc.status, acc.reason, repro, cratio, bool(brows[key]), bool(nrows[key])))
     return out
 
 
@@ -134,6 +137,23 @@ def _first_run(rows):
         return rows
     rid = rows[0].get("run_id")
     return [r for r in rows if r.get("run_id") == rid]
+
+
+def check_comparable(rows: list[Row], base, new) -> None:
+    """A comparison that compared nothing must not pass for "no regression": usage error."""
+    if not rows:
+        raise UsageError(f"no result rows in {base} or {new}")
+    for side, name, flag in (("BASE", base, "in_base"), ("NEW", new, "in_new")):
+        if not any(getattr(r, flag) for r in rows):
+            raise UsageError(f"{side} {name} holds no result rows; nothing to compare")
+    both = sum(1 for r in rows if r.in_base and r.in_new)
+    only_base = sum(1 for r in rows if not r.in_new)
+    only_new = sum(1 for r in rows if not r.in_base)
+    if not both:
+        raise UsageError(f"no case x backend in common between {base} ({only_base}) and {new} ({only_new}); "
+                         f"compare runs of the same cases")
+    if only_base or only_new:
+        sys.stderr.write(f"note: {only_base} case x backend only in BASE, {only_new} only in NEW: not compared\n")
 
 
 def exit_code(rows: list[Row]) -> int:
@@ -180,8 +200,7 @@ def write_table(rows: list[Row], out, show_all: bool = False) -> None:
 def main(args) -> int:
     rows = compare_runs([args.base], [args.new], args.floor, parse_floors(args.op_floor), args.alpha,
                         args.acc_growth)
-    if not rows:
-        raise UsageError(f"no result rows in {args.base} or {args.new}")
+    check_comparable(rows, args.base, args.new)
     write_table(rows, sys.stdout, args.all)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

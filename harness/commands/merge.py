@@ -3,16 +3,17 @@
 Refuses, with a message naming the directory and the difference, to merge runs of different code
 or environments (commit, python/numpy/torch/torch_npu/CANN versions, device names), of different
 plans (ops, backends, tier, seed, case selection), unfinished or corrupt runs, overlapping rows,
-and an incomplete set of shards (unless --partial).
+duplicate rows (across inputs or inside one), and an incomplete set of shards (unless --partial).
+The output directory is claimed and locked like `run --out` (harness.rundir) and written atomically.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from .. import rundir
 from ..errors import UsageError
 from ..results import consolidate, load_run, new_run_id, read_jsonl, read_rows
 
@@ -108,18 +109,23 @@ def merge(dirs: list[str], out: str, partial: bool = False) -> tuple[dict, int]:
     runs = [(p, m) for p, m, _, _ in loaded]
     check_compatible(runs)
     check_shards(runs, partial)
-    owner: dict[tuple, Path] = {}
+    owner: dict[tuple, tuple[Path, int]] = {}
     for p, _, rows, _ in loaded:
-        for r in rows:
+        for i, r in enumerate(rows, 1):
             k = tuple(r[x] for x in ROW_KEY)
-            if k in owner and owner[k] != p:
-                raise UsageError(f"refusing to merge: {owner[k]} and {p} both hold {k[0]}/{k[1]} [{k[2]}] "
+            if k in owner:
+                q, j = owner[k]
+                if q == p:
+                    raise UsageError(f"refusing to merge: {p} holds {k[0]}/{k[1]} [{k[2]}] {k[3]} twice (result rows "
+                                     f"{j} and {i}); the run directory is corrupt")
+                raise UsageError(f"refusing to merge: {q} and {p} both hold {k[0]}/{k[1]} [{k[2]}] "
                                  f"{k[3]} (overlapping runs)")
-            owner[k] = p
-    o = Path(out)
-    if o.exists() and (not o.is_dir() or any(o.iterdir())):
-        raise UsageError(f"--out {o}: exists and is not an empty directory")
-    o.mkdir(parents=True, exist_ok=True)
+            owner[k] = (p, i)
+    with rundir.claim_new(out):
+        return _write(Path(out), loaded, runs)
+
+
+def _write(o: Path, loaded, runs) -> tuple[dict, int]:
     run_id = new_run_id()
     first = runs[0][1]
     meta = {k: first.get(k) for k in ("ops", "backends", "tier", "seed", "plan_args", "availability") if k in first}
@@ -134,19 +140,13 @@ def merge(dirs: list[str], out: str, partial: bool = False) -> tuple[dict, int]:
                 merged_from=[{"dir": str(p), "run_id": m.get("run_id"), "shard": m.get("shard"),
                               "host": _field(m, "env", "host")} for p, m in runs])
     meta["env"]["host"] = sorted({str(_field(m, "env", "host")) for _, m in runs})
-    n = 0
-    with open(o / "results.jsonl", "w", encoding="utf-8") as fr, open(o / "samples.jsonl", "w", encoding="utf-8") as fs:
-        for _, _, rows, samples in loaded:
-            for r in rows:
-                fr.write(json.dumps(dict(r, run_id=run_id), default=str) + "\n")
-                n += 1
-            for s in samples:
-                fs.write(json.dumps(dict(s, run_id=run_id), default=str) + "\n")
+    rows = [json.dumps(dict(r, run_id=run_id), default=str) + "\n" for _, _, rs, _ in loaded for r in rs]
+    samples = [json.dumps(dict(s, run_id=run_id), default=str) + "\n" for _, _, _, ss in loaded for s in ss]
+    rundir.atomic_write(o / "results.jsonl", "".join(rows))
+    rundir.atomic_write(o / "samples.jsonl", "".join(samples))
     consolidate(o)
-    tmp = o / "run.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, o / "run.json")
-    return meta, n
+    rundir.atomic_write(o / "run.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
+    return meta, len(rows)
 
 
 def main(args) -> int:

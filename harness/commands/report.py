@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .. import rundir
+from ..errors import UsageError
 from ..results import load_run
 
 
@@ -25,7 +27,21 @@ def main(args) -> int:
     meta, rows = load_run(args.run_dir)
     if args.baseline:
         load_run(args.baseline)  # a usage error now rather than half a report
-    target = Path(args.output) if args.output else Path(args.run_dir) / "report.html"
-    target.write_text(render_report(args.run_dir, meta, rows, args.baseline, args.history), encoding="utf-8")
+    run_dir = Path(args.run_dir)
+    target = Path(args.output) if args.output else run_dir / "report.html"
+    where = target.parent.resolve()  # the file itself may be a link: judge the directory it lands in
+    inside = run_dir.resolve() in (where, *where.parents)
+    if inside:  # writing into the run directory: its writer lock, and no link may redirect the write
+        with rundir.lock_existing(run_dir, "report"):
+            _write(target, render_report(args.run_dir, meta, rows, args.baseline, args.history))
+    else:
+        _write(target, render_report(args.run_dir, meta, rows, args.baseline, args.history))
     sys.stdout.write(f"report: {target}\n")
     return 0
+
+
+def _write(target: Path, html: str) -> None:
+    try:
+        rundir.atomic_write(target, html)  # a kill mid-write leaves the previous report, not 0 bytes
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{target}: the report holds text that cannot be written as UTF-8 ({exc.reason})") from None

@@ -55,7 +55,12 @@ def main(args) -> int:
         from ..repeat import run_repeated
 
         return run_repeated(args.parser, args)
-    old_meta, done = execute.prepare(args)
+    old_meta, done, lock = execute.prepare(args)
+    with lock:  # the run directory's writer lock (harness.rundir), held until it is finished
+        return _run(args, old_meta, done, lock)
+
+
+def _run(args, old_meta, done, lock) -> int:
     specs, backends = select(args)
     plan = []
     for spec in specs:
@@ -75,7 +80,7 @@ def main(args) -> int:
     meta.update(plan_args=execute.plan_args(args), shard=args.shard, plan_total=plan_total, **ex.describe())
     if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
         meta = dict(old_meta, status="running", resumed=old_meta.get("resumed", 0) + 1)
-    writer = RunWriter(args.out, meta)
+    writer = RunWriter(args.out, meta, lock=lock)
     start_canary = canary.probe() if timing.enabled else None  # machine speed, for `compare` (harness.canary)
     done_log = execute.resume.DoneLog(writer.dir)
     progress = Progress(len(plan))
@@ -89,7 +94,7 @@ def main(args) -> int:
                 continue
             res = ex.run_case(spec, case)
             writer.append(res.rows, res.samples)
-            done_log.add(spec.name, case.id)
+            done_log.add(spec.name, case.id, rows=len(res.rows))
             _tally(res.rows, table, failures)
             progress.step(f"{spec.name}/{case.id}", res.ok)
     finally:

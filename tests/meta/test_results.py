@@ -11,11 +11,12 @@ from harness.results import RunWriter, load_run, read_jsonl
 
 def test_rows_survive_without_finish_and_consolidate_atomically(tmp_path):
     w = RunWriter(tmp_path, {"tier": "smoke"})
-    w.append([{"op": "x", "case_id": "c1", "verdict": "pass"}], [{"op": "x", "case_id": "c1", "latency_us": 1.0}])
+    w.append([{"op": "x", "case_id": "c1", "backend": "numpy", "verdict": "pass"}],
+             [{"op": "x", "case_id": "c1", "backend": "numpy", "latency_us": 1.0}])
     # simulate a killed runner: no finish(); the JSONL already holds the row
     meta, rows = load_run(tmp_path)
     assert meta["status"] == "running" and [r["case_id"] for r in rows] == ["c1"]
-    w.append([{"op": "x", "case_id": "c2", "verdict": "fail"}])
+    w.append([{"op": "x", "case_id": "c2", "backend": "numpy", "verdict": "fail"}])
     w.finish({"cases": 2})
     meta, rows = load_run(tmp_path)
     assert meta["status"] == "finished" and [r["case_id"] for r in rows] == ["c1", "c2"]
