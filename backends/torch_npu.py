@@ -23,7 +23,6 @@ dispatcher against the real signatures without an NPU (tests/npu_schemas.py).
 from __future__ import annotations
 
 import logging
-import re
 
 import numpy as np
 
@@ -32,29 +31,12 @@ from harness.timing import ASCEND_L2_BYTES, EventTimer
 
 from .base import Availability, Backend
 from .torch_backend import to_numpy, to_torch
-from .torch_npu_env import load, npu_availability, visible_devices_note
-from .torch_npu_ops import ADAPTERS, Call
+from .torch_npu_env import load, npu_availability, task_queue_note, visible_devices_note
+from .torch_npu_errors import DEVICE_FAULT, REFUSAL, SCHEMA_ERRORS, classify, deferred_operator, library_message
+from .torch_npu_ops import ADAPTERS, MODES, Call
 
 log = logging.getLogger(__name__)
-
-# Messages of the dispatcher's own argument binding: a call that does not fit the schema is a bug of
-# this backend (or of a case builder), never a device rejection.
-SCHEMA_ERRORS = re.compile(r"Unknown keyword argument|missing value for argument|Expected a value of type|"
-                           r"expected at most \d+ argument|failed to match any schema|got multiple values")
-# What a refusal by the Ascend stack looks like: aclnn GetWorkspaceSize statuses 161001/161002
-# (acl_abi.md section 3), CANN error codes (EZ1001 ...), torch_npu's ERRxxxxx suffix, ATB Setup/check text.
-REFUSAL = re.compile(r"\b16100[12]\b|\bE[A-Z]\d{4}\b|ERR\d{5}|aclnn\w*GetWorkspaceSize|PARAM_INVALID|"
-                     r"Setup failed|check failed|not support", re.IGNORECASE)
-# Device faults (AICORE/vector-core exceptions, 507xxx) are errors even when they surface at the call.
-DEVICE_FAULT = re.compile(r"\b507\d{3}\b|AICORE|AIV_|VECTOR_CORE|_EXCEPTION|_TIMEOUT")
-
-
-def classify(exc: Exception) -> str:
-    """'rejected' for a refusal by the Ascend stack, 'error' for anything else (our bugs, device faults)."""
-    text = str(exc)
-    if SCHEMA_ERRORS.search(text) or DEVICE_FAULT.search(text):
-        return "error"
-    return "rejected" if REFUSAL.search(text) else "error"
+__all__ = ["TorchNpuBackend", "classify", "parse_device", "parse_option", "DEVICE_FAULT", "REFUSAL", "SCHEMA_ERRORS"]
 
 
 class NpuEventTimer(EventTimer):
@@ -88,6 +70,17 @@ class NpuFlusher:
         self.buffer = None   # back to torch_npu's caching allocator
 
 
+def parse_option(option: str | None) -> tuple[str, frozenset]:
+    """The device and the workaround modes of an option: '1+pcl_zero_seq_starts' -> ('npu:1', {...})."""
+    device, modes = None, set()
+    for part in filter(None, (option or "").strip().split("+")):
+        if part in MODES:
+            modes.add(part)
+        else:
+            device = part
+    return parse_device(device), frozenset(modes)
+
+
 def parse_device(option: str | None) -> str:
     """'' / None -> npu:0, '1' -> npu:1, 'npu:2' -> npu:2 (logical ids, after ASCEND_RT_VISIBLE_DEVICES)."""
     text = (option or "0").strip()
@@ -96,7 +89,8 @@ def parse_device(option: str | None) -> str:
     if not text.isdigit():
         from harness.errors import UsageError
 
-        raise UsageError(f"torch_npu device option {option!r}: expected a logical device index like torch_npu:1")
+        raise UsageError(f"torch_npu device option {option!r}: expected a logical device index like torch_npu:1 "
+                         f"or a mode ({', '.join(sorted(MODES))})")
     return f"npu:{int(text)}"
 
 
@@ -109,11 +103,12 @@ class TorchNpuBackend(Backend):
         """`api`: the object the torch_npu functions are looked up on (default: the torch_npu module)."""
         self._api = api
         self.option = option or None  # harness.isolate rebuilds the backend in a worker from this
+        parsed_device, self.modes = parse_option(option)
         if api is not None:
             self.device = device or "cpu"
-            self.name = "torch_npu[injected]"
+            self.name = "torch_npu[injected]" + (f":{option}" if option else "")
         else:
-            self.device = parse_device(option)
+            self.device = parsed_device
             if option:
                 self.name = f"torch_npu:{option}"
         self._device_set = False
@@ -162,6 +157,9 @@ class TorchNpuBackend(Backend):
             self.api.npu.set_device(self.device)
             self._device_set = True
 
+    def has_mode(self, mode: str) -> bool:
+        return mode in self.modes
+
     def prepare(self, spec, case, inputs):
         ad = ADAPTERS.get(spec.name)
         if ad is None:
@@ -170,6 +168,8 @@ class TorchNpuBackend(Backend):
             why = ad.case_decline(case.params, inputs)
             if why:
                 raise Declined(why)
+        if ad.workaround is not None:
+            inputs = ad.workaround(self.modes, inputs)
         self._ensure_device()
         tensors = {k: self._to_device(k, v, ad.host_int_lists) for k, v in inputs.items()}
         call = ad.bind(self.api, tensors, case.params)
@@ -196,7 +196,7 @@ class TorchNpuBackend(Backend):
             # not fit the schema, or a Python error, is ours and stays an error, as do device faults.
             if classify(exc) != "rejected":
                 raise
-            raise Rejected(f"{call.name} refused the case: {str(exc).strip().splitlines()[0][:300]}") from exc
+            raise Rejected(f"{call.name} refused the case: {library_message(exc)}") from exc
 
     def fetch(self, prepared):
         spec, ad, call = prepared["spec"], prepared["adapter"], prepared["call"]
@@ -213,8 +213,20 @@ class TorchNpuBackend(Backend):
         return {o: to_numpy(by_name[o]) for o in spec.outputs}
 
     def synchronize(self):
-        if self._api is None:
-            load().npu.synchronize()
+        """Wait for the device. A refusal the task queue deferred to here is `Rejected` with the library's
+        message (torch_npu_errors); any other failure is raised as it is (`error`)."""
+        npu = load().npu if self._api is None else getattr(self._api, "npu", None)
+        if npu is None:
+            return
+        try:
+            npu.synchronize()
+        except RuntimeError as exc:
+            if classify(exc) != "rejected":
+                raise
+            op = deferred_operator(exc) or "the queued call"
+            raise Rejected(f"{op} refused the case (raised at synchronize: the task queue runs GetWorkspaceSize "
+                           f"in the queued task; TASK_QUEUE_ENABLE=0 raises it at the call): "
+                           f"{library_message(exc)}") from exc
 
     def timer(self):
         """NPU events with an L2 flush (cold by default), made once: the flush buffer outlives cases."""
@@ -245,7 +257,8 @@ class TorchNpuBackend(Backend):
         except Exception as exc:  # a name is informative only
             log.debug("get_device_name failed: %s", exc)
             name = "NPU"
-        return f"{name} ({self.device}; {visible_devices_note()})"
+        modes = f"; workaround modes: {', '.join(sorted(self.modes))}" if self.modes else ""
+        return f"{name} ({self.device}; {visible_devices_note()}; {task_queue_note()}{modes})"
 
 
 def nnal_missing() -> str | None:

@@ -64,6 +64,19 @@ def visible_devices_note() -> str:
     return f"ASCEND_RT_VISIBLE_DEVICES={raw!r} (physical ids {parse_visible_devices(raw)})"
 
 
+def task_queue_enabled() -> bool:
+    """torch_npu's task queue is on unless TASK_QUEUE_ENABLE=0 (1 and 2 are its two pipelined levels)."""
+    return os.environ.get("TASK_QUEUE_ENABLE", "1").strip() != "0"
+
+
+def task_queue_note() -> str:
+    raw = os.environ.get("TASK_QUEUE_ENABLE")
+    if task_queue_enabled():
+        return (f"task queue on (TASK_QUEUE_ENABLE={raw or 'unset, default 1'}): refusals surface at synchronize; "
+                f"TASK_QUEUE_ENABLE=0 raises them at the call")
+    return "task queue off (TASK_QUEUE_ENABLE=0): refusals raise at the call"
+
+
 def probe(find_spec=importlib.util.find_spec, import_module=importlib.import_module) -> Availability:
     """Uncached availability check; the two callables are injectable for tests."""
     os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")

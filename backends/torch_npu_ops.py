@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 ACL_FORMAT_FRACTAL_NZ = 29  # aclFormat FRACTAL_NZ (acl_abi.md section 3)
+#: backend mode (option `torch_npu:pcl_zero_seq_starts`): ND paged_cache_load without seq_starts is called with
+#: zeros, so torch_npu passes hasSeqStarts=true; the backend's name carries the mode into every result row
+PCL_ZERO_SEQ_STARTS = "pcl_zero_seq_starts"
+MODES = frozenset({PCL_ZERO_SEQ_STARTS})
 
 
 @dataclass
@@ -40,6 +44,7 @@ class OpAdapter:
     device_decline: Callable[[str], str | None] | None = None   # device name -> reason
     case_decline: Callable[[Mapping, Mapping], str | None] | None = None  # (params, inputs) -> reason
     bind_fn: Callable[["OpAdapter", Any, dict, Mapping], Call] | None = None
+    workaround: Callable[[frozenset, Mapping], Mapping] | None = None  # (modes, inputs) -> inputs
     doc: str = field(default="", compare=False)
 
     def resolve(self, api, path: str | None = None):
@@ -80,11 +85,47 @@ def _bind_paged_cache_load(ad: OpAdapter, api, tensors: dict, params) -> Call:
         cast = ad.resolve(api, "npu_format_cast")
         tensors["key_cache"] = cast(tensors["key_cache"], ACL_FORMAT_FRACTAL_NZ)
         tensors["value_cache"] = cast(tensors["value_cache"], ACL_FORMAT_FRACTAL_NZ)
+        # The functional form allocates key/value as [T, key_cache.size(2), key_cache.size(3)] (op-plugin
+        # PagedCacheLoadAtb.cpp:69-70), [T, bs, C0] for an NZ cache, which ATB refuses: it wants [T, H]
+        # (paged_cache_load_operation.cpp:128-134, 213-220). Passing key=/value= preallocated as [T, N*D]
+        # selects the .out overload (PagedCacheLoadAtb.cpp:95-103), the form that reaches ATB correctly.
+        if tensors.get("context_lens") is not None:   # else the schema reports the missing argument
+            tensors["key"], tensors["value"] = (_nz_output(tensors[c], tensors["context_lens"],
+                                                           bool(tensors.get("cumsum", False)))
+                                                for c in ("key_cache", "value_cache"))
     elif cfg != 1:
         raise ValueError(f"kv_cache_cfg={cfg!r}: the torch API can express only ND (1) and NZ (0) caches")
-    # seq_starts=None goes through as None: ops.md section 4 suspects ND without seq_starts fails in the
-    # ATB runner [INFERRED]; passing zeros would hide that, and finding it is this backend's job.
+    # seq_starts=None goes through as None, so torch_npu passes hasSeqStarts=false; ATB then refuses ND (status 5,
+    # shared/reference/real_interfaces.md section 2, known issue in cases/known_issues/torch_npu.toml). Zeros
+    # would hide that; they are the opt-in mode pcl_zero_seq_starts.
     return split_call(ad.resolve(api), ad.api, ad.positional, tensors)
+
+
+def _nz_output(cache, context_lens, cumsum: bool):
+    """[T, H1*C0] like the cache, T counted as the functional wrapper counts it (the last prefix sum, or the sum)."""
+    import torch
+
+    lens = context_lens.cpu()
+    tokens = int(lens[-1]) if cumsum and lens.numel() else int(lens.sum())
+    return torch.empty((tokens, cache.shape[1] * cache.shape[3]), dtype=cache.dtype, device=cache.device)
+
+
+def _pcl_zero_seq_starts(modes, inputs):
+    """Mode pcl_zero_seq_starts: an ND case without seq_starts gets zeros (same tokens, hasSeqStarts=true)."""
+    if PCL_ZERO_SEQ_STARTS not in modes or inputs.get("seq_starts") is not None or inputs["kv_cache_cfg"] != 1:
+        return inputs
+    import numpy as np
+
+    return {**inputs, "seq_starts": np.zeros(np.asarray(inputs["block_table"]).shape[0], dtype=np.int32)}
+
+
+# ---- nsa_compress_with_cache: npu_nsa_compress_infer ---------------------------------------------------------
+def _decline_act_seq_len_type(params, inputs) -> str | None:
+    t = params.get("act_seq_len_type", 1)
+    if t != 1:
+        return (f"act_seq_len_type={t}: torch_npu hard-codes actSeqLenType=1 for aclnnNsaCompressWithCache (op-plugin "
+                f"op_plugin_functions.yaml:7330), so the case cannot be expressed through torch_npu")
+    return None
 
 
 # ---- dequant_rope_quant_kvcache: npu_dequant_rope_quant_kvcache / npu_rope_quant_kvcache ---------------------
@@ -159,11 +200,12 @@ def _decline_ascend950(device_name: str) -> str | None:
 ADAPTERS: dict[str, OpAdapter] = {a.op: a for a in (
     OpAdapter("paged_cache_load", "atb.npu_paged_cache_load",
               positional=("key_cache", "value_cache", "block_table", "context_lens"),
-              returns=("key", "value"), bind_fn=_bind_paged_cache_load),
+              returns=("key", "value"), bind_fn=_bind_paged_cache_load, workaround=_pcl_zero_seq_starts),
     OpAdapter("nsa_compress_with_cache", "npu_nsa_compress_infer",
               positional=("input", "weight", "slot_mapping", "compress_block_size", "compress_stride",
                           "page_block_size"),
-              returns=("cache",), host_int_lists=("actual_seq_len",), in_place=("cache",)),
+              returns=("cache",), host_int_lists=("actual_seq_len",), in_place=("cache",),
+              case_decline=_decline_act_seq_len_type),
     OpAdapter("dequant_rope_quant_kvcache", "npu_dequant_rope_quant_kvcache",
               positional=("x", "cos", "sin", "k_cache", "v_cache", "indices", "scale_k", "scale_v", "size_splits"),
               returns=("q_out", "k_out", "v_out", "k_cache", "v_cache"), host_int_lists=("size_splits",),

@@ -10,7 +10,10 @@ The schema strings come from the installed torch-npu wheel (extra `npu-schemas`)
 `SchemaNamespace` defines them in a private `torch.library` namespace and implements them on CPU
 with the torch references (`backends/torch_ref/<op>.py`), so `torch.ops.<ns>.<name>(...)` binds every
 positional argument, keyword, type and default exactly as the real operator would: a call that
-does not fit raises. It quacks like the torch_npu module for `backends.torch_npu.TorchNpuBackend(api=...)`.
+does not fit raises. Around the reference it models what the real stack does (tests/npu_fake_runtime.py):
+the wrappers' output allocation and hard-coded attributes, ATB's checks, the kernels' parameter checks and
+the task queue, which defers a refusal to `api.npu.synchronize()` unless TASK_QUEUE_ENABLE=0.
+It quacks like the torch_npu module for `backends.torch_npu.TorchNpuBackend(api=...)`.
 """
 from __future__ import annotations
 
@@ -28,7 +31,11 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")  # torch-npu install
 import torch  # noqa: E402
 
 from backends.reference import op_module  # noqa: E402
-from backends.torch_npu_ops import ACL_FORMAT_FRACTAL_NZ, ADAPTERS, API_FUNCTIONS
+from backends.torch_backend import to_numpy  # noqa: E402
+from backends.torch_npu_ops import ACL_FORMAT_FRACTAL_NZ, ADAPTERS, API_FUNCTIONS  # noqa: E402
+from harness import registry  # noqa: E402
+from harness.errors import ConstraintViolation  # noqa: E402
+from tests import npu_fake_runtime as runtime  # noqa: E402
 
 YAML = "csrc/aten/npu_native_functions_by_codegen.yaml"
 ATB_DOC = "op_plugin/atb/_atb_api_docs.py"
@@ -146,7 +153,10 @@ _counter = itertools.count()
 class SchemaNamespace:
     """A `torch.library` namespace holding the real schemas, implemented by the torch references."""
 
-    def __init__(self, root: Path, schemas: dict[str, list[str]] | None = None):
+    def __init__(self, root: Path, schemas: dict[str, list[str]] | None = None, task_queue: bool | None = None):
+        """`task_queue`: None reads TASK_QUEUE_ENABLE like torch_npu (on unless "0")."""
+        self.queue = runtime.TaskQueue(task_queue)
+        self.atb_statuses: list[tuple[int, str]] = []  # ATB refusals (status, log text), for the tests
         self.ns = f"opdiff_npu_{os.getpid()}_{next(_counter)}"
         self.lib = torch.library.Library(self.ns, "DEF")
         self.schemas = schemas if schemas is not None else real_schemas(root)
@@ -162,7 +172,7 @@ class SchemaNamespace:
                 qual = parsed.name + (f".{parsed.overload_name}" if parsed.overload_name else "")
                 self.lib.impl(qual, self._impl(path, parsed, api_to_op.get(path)), "CompositeExplicitAutograd")
         ops = getattr(torch.ops, self.ns)
-        self.api = SimpleNamespace(atb=SimpleNamespace())
+        self.api = SimpleNamespace(atb=SimpleNamespace(), npu=SimpleNamespace(synchronize=self.queue.synchronize))
         for path in self.schemas:
             base = path.split(".")[-1]
             target = self.api.atb if path.startswith("atb.") else self.api
@@ -205,22 +215,61 @@ class SchemaNamespace:
         if mod is None:
             raise NotImplementedError(f"no torch reference for {path} (operator {op!r} not registered yet)")
         inputs = dict(bound)
+        sym = runtime.symbol(op)
+        allocated = None   # PagedCacheLoad: the key/value tensors ATB writes
         if path.startswith("atb.npu_paged_cache_load"):
             # the real wrapper picks kvCacheCfg from key_cache's storage format (ops.md section 4)
-            inputs["kv_cache_cfg"] = 0 if self.is_nz(bound["key_cache"]) else 1
+            nz = self.is_nz(bound["key_cache"])
+            inputs["kv_cache_cfg"] = 0 if nz else 1
             inputs.pop("key", None), inputs.pop("value", None)
+            if parsed.overload_name == "out":
+                allocated = (bound["key"], bound["value"])
+            else:
+                allocated = runtime.functional_paged_cache_load_outputs(bound["key_cache"], bound["value_cache"],
+                                                                        bound["context_lens"], bound["cumsum"])
+            refused = runtime.atb_paged_cache_load_status(bound["key_cache"], bound["value_cache"], *allocated,
+                                                          bound.get("seq_starts") is not None, bound["cumsum"], nz)
+            if refused:
+                self.atb_statuses.append(refused)
+                return self._refuse(sym, "", parsed, op, bound, allocated)
         if path == "npu_rope_quant_kvcache":
             inputs.update(weight_scale=None, activation_scale=None, bias=None)
-        out = mod.reference(self.params or {}, inputs, "cpu")
+        if op == "nsa_compress_with_cache" and inputs.get("actual_seq_len") is None:
+            inputs["actual_seq_len"] = []   # an empty aclIntArray, not NULL (OP yaml:7330, 7406-7407)
+        params = {**(self.params or {}), **runtime.HARD_CODED.get(op, {})}
+        try:   # the kernel's GetWorkspaceSize, modelled by the documented constraints
+            registry.op(op).validate(params, {k: to_numpy(v) if torch.is_tensor(v) else v for k, v in inputs.items()})
+        except ConstraintViolation as exc:
+            return self._refuse(sym, f"EZ1001: {exc}", parsed, op, bound, allocated)
+        out = dict(mod.reference(params, inputs, "cpu"))
+        if op == "incre_flash_attention" and bound["query"].dtype == torch.int8 and bound.get("quant_scale2") is None:
+            # torch allocates a float16 output for an int8 query (OP FlashAttentionKernelNpuOpApi.cpp:1690-1691)
+            out["attention_out"] = out["attention_out"].to(torch.float16)
+        if op == "dequant_rope_quant_kvcache" and not bound["kv_output"]:
+            # kOut/vOut are {0}-shaped (OP DequantRopeQuantKVCacheKernelNpuOpApi.cpp:78-81)
+            out["k_out"] = out["v_out"] = torch.empty(0, dtype=bound["cos"].dtype)
         returns = ADAPTERS[op].returns
         results = []
         for i, name in enumerate(returns[: len(parsed.returns)]):
             value = out[name]
             target = bound.get(name) if name in ADAPTERS[op].in_place else None
-            if target is None and aliased[i] and path.startswith("atb."):
-                target = bound[name]  # the .out overload writes key / value
+            if allocated is not None:
+                target = allocated[i]  # the wrapper's allocation, or the .out overload's key / value
             if torch.is_tensor(target):
-                target.copy_(value)   # the kernel updates the cache in place; the alias is returned
-                value = target if aliased[i] else value.clone()
+                target.copy_(value)   # the kernel writes the output / updates the cache in place
+                value = target if (aliased[i] or allocated is not None) else value.clone()
             results.append(value)
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def _refuse(self, sym, detail, parsed, op, bound, allocated):
+        """A refused call: raises now (task queue off) or returns what the wrapper allocated, unwritten, and
+        leaves the error to the next synchronize (task queue on)."""
+        self.queue.refuse(sym, detail)
+        if allocated is not None:
+            return tuple(allocated)
+        ad = ADAPTERS[op]
+        results = []
+        for name in ad.returns[: len(parsed.returns)]:
+            t = bound.get(name) if name in ad.in_place else None
+            results.append(t if torch.is_tensor(t) else torch.empty(0))
         return results[0] if len(results) == 1 else tuple(results)
