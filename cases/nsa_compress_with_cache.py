@@ -321,7 +321,7 @@ def build_inputs(p, rng: np.random.Generator) -> dict:
         flat = cache.reshape(-1)
         at = rng.choice(flat.size, size=min(flat.size, special.size), replace=False)
         flat[at] = cast(special[: at.size], p["cache_dtype"])
-    s = _lengths(p, rng)
+    s = _lengths(p, rng) if p.get("act_lens") is None else np.asarray(p["act_lens"], np.int64)  # named: documented
     if fault == "seq_exceeds_table":
         s[0] = p["compress_block_size"] + ((mb * P - p["compress_block_size"]) // _stride_eff(p) + 1) * _stride_eff(p)
     slots = rng.choice(rows, size=B, replace=False) if 0 < B <= rows else rng.integers(0, max(rows, 1), size=B)

@@ -20,6 +20,8 @@ from harness.constraint_kinds import int32_indices, no_fault
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Source, edge
 
+from ._official_paged_cache_load import NAMED
+
 SEED = "003_5c277c3930bec26e.txt"
 OPS = "ops.md#4"
 DTYPES = ("float16", "bfloat16", "int8")
@@ -179,6 +181,8 @@ def build_inputs(p, rng: np.random.Generator) -> dict:
     vc = fill(rng, (nb, bs, N, Dv), p["v_dtype"], p["dist"])
     lens = rng.integers(1, p["max_context"] + 1, size=B)
     lens[rng.integers(0, B)] = p["max_context"]           # the longest sequence is always present
+    if p.get("context_lens") is not None:                 # a named case's documented lengths
+        lens = np.asarray(p["context_lens"], dtype=np.int64)
     starts = None
     if p["has_seq_starts"]:
         spare = mb - (lens + bs - 1) // bs                   # table entries not needed by the context
@@ -247,4 +251,6 @@ SPEC = OpSpec(
     label=label,
     dtype_key="k_dtype",
     cost=cost,
+    named=NAMED,
+    optional_params=("context_lens",),
 )
