@@ -28,6 +28,8 @@ from harness.dtypes import cast
 from harness.constraint_kinds import no_fault
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
+from ._official_dequant_rope_quant_kvcache import NAMED
+
 SEED = "001_76384a1a5e84732b.txt"
 OPS = "ops.md#2"
 FLOATS = ("float16", "bfloat16")
@@ -97,11 +99,11 @@ def _check_cache_contiguous(p, inputs):
 
 
 def _check_quant_shapes(p, inputs):
-    want = (p["num_kv_heads"], p["head_dim"])
+    want = p["num_kv_heads"] * p["head_dim"]
     for k in ("scale_k", "scale_v", "offset_k", "offset_v"):
         v = inputs.get(k)
-        if v is not None and np.asarray(v).shape != want:
-            return f"{k} has shape {np.asarray(v).shape}, expected [Nkv, D] = {list(want)}"
+        if v is not None and np.asarray(v).size != want:
+            return f"{k} has shape {np.asarray(v).shape}, expected Nkv*D = {want} elements ([Nkv, D] or flat)"
     return None
 
 
@@ -212,10 +214,15 @@ CONSTRAINTS = (
     C("cache_mode_supported", Source(SEED, "cacheModeOptional ... 目前仅支持page和contiguous"),
       ("cache_mode",), lambda p: p["cache_mode"] in CACHE_MODES,
       edges=[edge(cache_mode=m) for m in CACHE_MODES], violations=[dict(cache_mode="block")]),
-    C("quant_param_shape", Source(SEED, "scaleK/scaleV/offsetK/offsetV shape为[Nkv,D] ... shape维度只支持2维"),
-      ("scale_shape",), lambda p: p["scale_shape"] == "nkv_d",
-      edges=[edge(scale_shape="nkv_d", offsets="both")],
-      violations=[dict(scale_shape="flat", offsets="both")], check_inputs=_check_quant_shapes),
+    # The seed says "shape维度只支持2维", but its own example passes scales and offsets of shape {128}
+    # ([Nkv*D], 1-D), as does OT examples/test_aclnn_dequant_rope_quant_kvcache.cpp:102-105, and the
+    # tiling checks only the element count (OT dequant_rope_quant_kvcache_tiling.cpp:386-391 scales,
+    # :423-424 offsets): the "2-D only" clause is wrong, the element count Nkv*D is the constraint.
+    C("quant_param_shape", Source(SEED, "scaleK/scaleV/offsetK/offsetV shape为[Nkv,D] (tiling.cpp:386-391: "
+                                  "any shape of Nkv*D elements; the seed's example uses [Nkv*D])"),
+      ("scale_shape",), lambda p: p["scale_shape"] in ("nkv_d", "flat"),
+      edges=[edge(scale_shape="nkv_d", offsets="both"), edge(scale_shape="flat", offsets="both")],
+      violations=[dict(scale_shape="half", offsets="both")], check_inputs=_check_quant_shapes),
     C("size_splits_qkv", Source(SEED, "sizeSplits size大小为3,值为[Nq * D,Nkv * D,Nkv * D]"),
       ("fault",), no_fault("size_splits_mismatch"),
       edges=[edge(num_q_heads=8, num_kv_heads=2, head_dim=32)],
@@ -408,8 +415,8 @@ def build_inputs(p, rng: np.random.Generator) -> dict:
     else:
         sk, sv = rng.uniform(0.03, 0.06, size=(2, nkv, d))
         ok, ov = rng.uniform(-4, 4, size=(2, nkv, d))
-    qshape = (nkv, d) if p["scale_shape"] == "nkv_d" else (nkv * d,)
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32).reshape(qshape)  # noqa: E731
+    qshape = {"nkv_d": (nkv, d), "flat": (nkv * d,)}.get(p["scale_shape"], (nkv * d // 2,))  # half: a negative
+    f32 = lambda a: np.ascontiguousarray(a.reshape(-1)[: math.prod(qshape)], dtype=np.float32).reshape(qshape)  # noqa: E731
     splits = [nq * d, nkv * d, nkv * d]
     if p["fault"] == "size_splits_mismatch":
         splits = [nq * d + d, nkv * d - d, nkv * d]
@@ -529,4 +536,5 @@ SPEC = OpSpec(
     dtype_key="x_dtype",
     regions=regions,
     cost=cost,
+    named=NAMED,
 )
