@@ -35,6 +35,7 @@ from harness.spec import OpSpec, OutputRule, Region
 from ._ifa_constraints import (ANTIQUANT_SHAPES, CONSTRAINTS, LAYOUTS, LIMITS, MASK_DTYPES, MASK_SHAPES,
                                PSE_SHAPES, QDT, SEED)
 from ._ifa_inputs import build_inputs, default_scale
+from ._official_incre_flash_attention import NAMED
 
 AXES = {
     "layout": LAYOUTS,
@@ -268,4 +269,5 @@ SPEC = OpSpec(
     label=label,
     regions=regions,
     cost=cost,
+    named=NAMED,
 )
