@@ -25,6 +25,8 @@ def pytest_addoption(parser):
     g.addoption("--tier", default="smoke", choices=("smoke", "nightly", "full"), help="case tier (default smoke)")
     g.addoption("--seed", type=int, default=0, help="input data seed (default 0)")
     g.addoption("--runslow", action="store_true", help="also run tests marked slow")
+    g.addoption("--fail-on", default="fail", choices=("fail", "warn"),
+                help="least severe verdict that fails a matrix test: fail (default) or warn")
     from harness.pytest_support import add_options
 
     add_options(g)  # --opdiff-out, --opdiff-devices, --known-issues
@@ -102,3 +104,9 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def opdiff_options(request):
     return {"tier": request.config.getoption("--tier"), "seed": request.config.getoption("--seed")}
+
+
+@pytest.fixture
+def fail_on(request):
+    """--fail-on: `warn` makes a within-policy warning fail its matrix test (harness.verdicts)."""
+    return request.config.getoption("--fail-on")

@@ -27,6 +27,7 @@ import numpy as np
 from . import policy as P
 from .dtypes import bits, is_float, name_of, ulp
 from .spec import OutputRule
+from .verdicts import worst_verdict  # noqa: F401  (re-exported: callers import it from here)
 
 METRIC_KEYS = ("max_abs_err", "max_rel_err", "mere", "rmse", "max_ulp", "mismatch_count", "mismatch_frac",
                "cosine", "error_balance", "baseline_ratio", "baseline_max_err", "off_by_one_frac", "numel",
@@ -333,11 +334,3 @@ def _against_cap(actual, golden, gf, err, max_err, finite, m, dtype, rule: Outpu
                           f"{atol:g} + {rtol:g}*max|g| + 2 ULP = {allowed_max:.4g}; "
                           + _worst(actual, golden, badmask, actual.shape), m)
     return Comparison("pass", f"max err {max_err:.4g} <= absolute cap {allowed_max:.4g} (backend is the baseline)", m)
-
-
-VERDICT_ORDER = ("pass", "skipped", "rejected", "warn", "fail", "error", "timeout", "crash")
-
-
-def worst_verdict(verdicts) -> str:
-    vs = list(verdicts)
-    return max(vs, key=VERDICT_ORDER.index) if vs else "pass"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness import registry
 from harness.runner import run_case
 from harness.timing import TimingConfig
+from harness.verdicts import is_failure
 
 NO_TIMING = TimingConfig(enabled=False)  # latency belongs to benchmarks, not tests
 
@@ -21,11 +22,11 @@ def _explain(rows, tier, seed) -> str:
     return "\n".join(lines)
 
 
-def test_positive_case(op_case, backend_name, opdiff_options):
+def test_positive_case(op_case, backend_name, opdiff_options, fail_on):
     spec, case = op_case
     res = run_case(spec, case, [registry.backend(backend_name)], opdiff_options["tier"], opdiff_options["seed"],
                    NO_TIMING)
-    bad = [r for r in res.rows if not r["ok"]]
+    bad = [r for r in res.rows if is_failure(r, fail_on)]
     assert not bad, _explain(bad, **opdiff_options)
 
 

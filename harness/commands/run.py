@@ -13,6 +13,7 @@ from ..progress import Progress
 from ..results import RunWriter
 from ..spec import TIERS
 from ..timing import TIER_TIMING, TimingConfig
+from ..verdicts import FAIL_ON, is_failure
 
 VERDICTS = ("pass", "warn", "fail", "error", "rejected", "skipped", "crash", "timeout")
 
@@ -28,6 +29,8 @@ def add_parser(sub):
     p.add_argument("--case", action="append", default=[], metavar="ID",
                    help="only cases whose id matches (glob; repeatable)")
     p.add_argument("--no-timing", action="store_true", help="skip latency measurement")
+    p.add_argument("--fail-on", choices=FAIL_ON, default="fail",
+                   help="least severe verdict that makes the exit code 1: fail (default) or warn")
     execute.add_options(p)
     p.add_argument("--cache", choices=("auto", "cold", "hot"), default="auto",
                    help="cache state per latency sample: cold flushes an L2-sized buffer first (default on "
@@ -87,7 +90,7 @@ def _run(args, old_meta, done, lock) -> int:
     table: dict = defaultdict(Counter)
     failures = []
     if done:
-        _tally(execute.resume.read_jsonl(writer.dir / "results.jsonl"), table, failures)
+        _tally(execute.resume.read_jsonl(writer.dir / "results.jsonl"), table, failures, args.fail_on)
     try:
         for spec, case in plan:
             if (spec.name, case.id) in done:
@@ -95,7 +98,7 @@ def _run(args, old_meta, done, lock) -> int:
             res = ex.run_case(spec, case)
             writer.append(res.rows, res.samples)
             done_log.add(spec.name, case.id, rows=len(res.rows))
-            _tally(res.rows, table, failures)
+            _tally(res.rows, table, failures, args.fail_on)
             progress.step(f"{spec.name}/{case.id}", res.ok)
     finally:
         ex.close()
@@ -109,13 +112,13 @@ def _run(args, old_meta, done, lock) -> int:
     return 1 if failures else 0
 
 
-def _tally(rows, table, failures) -> None:
+def _tally(rows, table, failures, fail_on="fail") -> None:
     by_case = defaultdict(list)
     for r in rows:
         by_case[(r["op"], r["case_id"], r["backend"])].append(r)
     for (op, _, bname), brows in by_case.items():
         table[(op, bname)][worst_verdict(r["verdict"] for r in brows)] += 1
-        bad = [r for r in brows if not r["ok"]]
+        bad = [r for r in brows if is_failure(r, fail_on)]
         if bad:
             failures.append(bad[0])
 

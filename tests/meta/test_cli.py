@@ -131,3 +131,17 @@ def test_report_escapes_html(tmp_path):
 
 def test_report_on_a_missing_dir_is_a_usage_error(tmp_path):
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_fail_on_warn_turns_a_warning_into_exit_1(tmp_path):
+    """A within-policy warning (an int8 output with > 5% off-by-ones) passes by default and fails
+    under --fail-on warn (issue 13)."""
+    case = ["--ops", "dequant_rope_quant_kvcache", "--backends", "torch", "--no-timing",
+            "--case", "edge-bias_dtype_supported-1-int32-bfloat16_x3d_b1s2_q4kv1d32_page_c2x8_off-v_only_bias-*"]
+    p = _cli("run", *case, "--out", str(tmp_path / "a"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = [json.loads(line) for line in (tmp_path / "a" / "results.jsonl").read_text().splitlines()]
+    assert "warn" in {r["verdict"] for r in rows}
+    p = _cli("run", *case, "--fail-on", "warn", "--out", str(tmp_path / "b"))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "warn: off-by-one fraction" in p.stdout
