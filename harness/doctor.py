@@ -151,13 +151,16 @@ def aclnn_device_lines() -> list[Line]:
     from backends.torch_npu_env import visible_devices_note
 
     b = AclnnBackend()
-    avail = b.available()
-    if not avail:
-        return [Line("devices (ACL)", "missing", avail.reason, ("aclnn",))]
-    count = c_uint32(0)
-    b._cann.rt.aclrtGetDeviceCount(byref(count))
-    return [Line("devices (ACL)", "ok", f"{count.value} visible, SoC {b.soc_name() or '?'}; {visible_devices_note()}",
-                 ("aclnn",))]
+    try:
+        avail = b.available()
+        if not avail:
+            return [Line("devices (ACL)", "missing", avail.reason, ("aclnn",))]
+        count = c_uint32(0)
+        b._cann.rt.aclrtGetDeviceCount(byref(count))
+        return [Line("devices (ACL)", "ok", f"{count.value} visible, SoC {b.soc_name() or '?'}; "
+                                            f"{visible_devices_note()}", ("aclnn",))]
+    finally:
+        b.close()
 
 
 def torch_npu_lines() -> list[Line]:
@@ -246,25 +249,35 @@ def smoke(backend_names, ops=None, known_issues=None) -> list[Line]:
     ledger = ledger_mod.load(known_issues, list(backend_names))
     lines = []
     for name in backend_names:
-        backend = registry.backend(name)
-        avail = backend.available()
-        if not avail:
-            lines.append(Line(f"{name}: smoke", "missing", f"not run: {avail.reason}", (name.partition(":")[0],)))
-            continue
-        for spec in specs:
-            pos, neg = pick_cases(spec, backend)
-            for kind, case in (("positive", pos), ("negative", neg)):
-                item = f"{name}: {spec.name} {kind}"
-                if case is None:
-                    lines.append(Line(item, "info", "no case of this kind runs on this backend (all declined)"))
-                    continue
-                res = run_case(spec, case, [backend], "smoke", 0, TimingConfig(enabled=False))
-                ledger.apply(spec, case, res.rows)
-                row = next((r for r in res.rows if not r["ok"]), res.rows[0])
-                status = "ok" if res.ok else "fail"
-                note = f" [{row['known_issue']}]" if row.get("known_issue") else ""
-                lines.append(Line(item, status, f"{case.id}: {row['verdict']}{note}: {row.get('reason') or ''}".strip(),
-                                  (name.partition(":")[0],)))
+        backend = registry.backend.__wrapped__(name)   # a fresh instance, closed below (not the cached one)
+        try:
+            lines += _smoke_backend(name, backend, specs, ledger, run_case, TimingConfig(enabled=False))
+        finally:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+    return lines
+
+
+def _smoke_backend(name, backend, specs, ledger, run_case, timing) -> list[Line]:
+    lines = []
+    avail = backend.available()
+    if not avail:
+        return [Line(f"{name}: smoke", "missing", f"not run: {avail.reason}", (name.partition(":")[0],))]
+    for spec in specs:
+        pos, neg = pick_cases(spec, backend)
+        for kind, case in (("positive", pos), ("negative", neg)):
+            item = f"{name}: {spec.name} {kind}"
+            if case is None:
+                lines.append(Line(item, "info", "no case of this kind runs on this backend (all declined)"))
+                continue
+            res = run_case(spec, case, [backend], "smoke", 0, timing)
+            ledger.apply(spec, case, res.rows)
+            row = next((r for r in res.rows if not r["ok"]), res.rows[0])
+            note = f" [{row['known_issue']}]" if row.get("known_issue") else ""
+            lines.append(Line(item, "ok" if res.ok else "fail",
+                              f"{case.id}: {row['verdict']}{note}: {row.get('reason') or ''}".strip(),
+                              (name.partition(":")[0],)))
     return lines
 
 

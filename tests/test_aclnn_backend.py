@@ -23,7 +23,7 @@ from harness.errors import Rejected
 from harness.runner import run_case
 from harness.timing import TimingConfig
 from tests.aclnn_double import build
-from tests.aclnn_double.support import Counters, cann_env
+from tests.aclnn_double.support import Counters, cann_env, shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TIMING = TimingConfig(enabled=False)
@@ -33,7 +33,7 @@ RESOURCES = ("tensor", "int_array", "tensor_list", "executor", "device_mem", "at
 @pytest.fixture(scope="session")
 def double(tmp_path_factory):
     try:
-        return build.build(tmp_path_factory.mktemp("cann_double"))
+        return shared_build(tmp_path_factory)
     except build.BuildUnavailable as exc:
         pytest.skip(f"the CANN double cannot be built here: {exc}")
 

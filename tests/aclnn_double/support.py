@@ -12,6 +12,24 @@ KINDS = ("tensor", "int_array", "tensor_list", "executor", "device_mem", "stream
          "atb_operation")
 
 
+_SHARED: dict = {}
+
+
+def shared_build(tmp_path_factory):
+    """The double, built once per process for every test module: two builds loaded into one process would
+    bind each other's runtime (their libraries share sonames), so the modules must share one."""
+    from . import build
+
+    if "install" not in _SHARED:
+        try:
+            _SHARED["install"] = build.build(tmp_path_factory.mktemp("cann_double"))
+        except build.BuildUnavailable as exc:
+            _SHARED["install"] = exc
+    if isinstance(_SHARED["install"], Exception):
+        raise _SHARED["install"]
+    return _SHARED["install"]
+
+
 @contextmanager
 def cann_env(env: dict, home: Path | None = None):
     """Point CANN discovery at `env` only (and optionally HOME, which discovery also probes)."""
