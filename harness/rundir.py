@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -209,6 +210,7 @@ def atomic_file(path: str | os.PathLike):
     # mkstemp: O_EXCL with a random name, so a planted link at a fixed temp name cannot be followed
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _mode_for(path))  # mkstemp makes 0600; a run directory is meant to be shared
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -219,6 +221,19 @@ def atomic_file(path: str | os.PathLike):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    """The mode a plain open() would give: the existing file's, else 0666 less the umask."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o777
+    except OSError:
+        pass
+    umask = os.umask(0o022)  # the only way to read the umask is to set it
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(d: Path) -> None:
