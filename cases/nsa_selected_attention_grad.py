@@ -30,6 +30,7 @@ from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, TierPla
 
 from ._nsa_select import forward64, selected_rows_mask
 from ._nsa_topk import make_topk
+from ._official_nsa_selected_attention_grad import NAMED
 
 SEED = "002_aef0bd04c97c191b.txt"
 OPS = "ops.md#3"
@@ -483,6 +484,7 @@ SPEC = OpSpec(
     label=label,
     regions=regions,
     cost=cost,
+    named=NAMED,
     # smoke: base + smoke edges + 2 samples (the pairwise rows over 8 axes belong to nightly)
     tiers={"smoke": TierPlan(sample=2, pairwise=False), "nightly": TierPlan(sample=12),
            "full": TierPlan(sample=24, hypothesis=25)},

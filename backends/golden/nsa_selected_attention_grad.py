@@ -39,6 +39,14 @@ def _segment_add(acc: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
         acc[keys[idx]] += values[idx]
 
 
+def causal_mask(rel: np.ndarray, s1: np.ndarray) -> np.ndarray:
+    """sparse_mode 2: True where a selected key (natural position `rel` [c, N2, L] within its batch) is
+    masked for query position s1 [c]: p > s1, at every s1. The kernel masks only the tail of the
+    diagonal block (OT nsa_selected_attention_grad basic_modules/vec_op.h:399-446, CalAttenMsk keeps
+    s1 + 1 - topk*bs tokens of it); the op-plugin test masks p > count*bs once s1 >= count*bs."""
+    return rel > s1[:, None, None]
+
+
 def golden(params, inputs) -> dict:
     q = np.asarray(inputs["query"])
     k = np.asarray(inputs["key"])
@@ -72,7 +80,7 @@ def golden(params, inputs) -> dict:
         og = o[a:b].astype(np.float64).reshape(c, n2, g, dv)
         s = scale * (qg @ ks.swapaxes(-1, -2))                        # [c, N2, G, L]
         if causal:
-            s = np.where((rel > s1[a:b, None, None])[:, :, None, :], -np.inf, s)
+            s = np.where(causal_mask(rel, s1[a:b])[:, :, None, :], -np.inf, s)
         p = np.exp(s - mx[a:b].reshape(c, n2, g, 1)) / sm[a:b].reshape(c, n2, g, 1)
         dp = dyg @ vs.swapaxes(-1, -2)
         ds = p * (dp - (dyg * og).sum(-1, keepdims=True))
