@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.isolate import backend_ref, importable_module
 from harness.results import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +35,8 @@ def test_python_dash_m_fault_backend_runs_isolated(tmp_path):
 
 
 def test_a_class_of_a_plain_script_is_refused_up_front(monkeypatch):
+    from harness.isolate import backend_ref, importable_module
+
     main_mod = type(sys)("__main__")
     main_mod.__spec__ = None
     monkeypatch.setitem(sys.modules, "__main__", main_mod)

@@ -105,6 +105,23 @@ def test_two_runs_into_one_directory_started_together_one_is_refused(tmp_path):
     assert Counter(map(_key, rows)).most_common(1)[0][1] == 1  # no row twice
 
 
+def test_a_run_between_another_runs_check_and_its_first_write_is_refused(tmp_path, capsys):
+    """Case 3, deterministic: run A has checked --out D and not yet written run.json (the window
+    the two processes above race through); run B on D must be refused, not share D with A."""
+    from harness import execute
+    from harness.cli import build_parser
+
+    argv = [*RUN, "--out", str(tmp_path / "d")]
+    prepared = execute.prepare(build_parser().parse_args(argv))  # A: options checked, D claimed
+    try:
+        assert main(argv) == 2  # B
+        assert f"{tmp_path / 'd'}: locked by another writer (pid {os.getpid()} " in capsys.readouterr().err
+        assert not (tmp_path / "d" / "results.jsonl").exists()
+    finally:
+        for held in prepared[2:]:  # A's lock
+            held.release()
+
+
 def test_a_stray_results_file_is_never_adopted(tmp_path, capsys):
     """Case 6: a directory holding results.jsonl but no run.json used to become the new run."""
     d = tmp_path / "stray"

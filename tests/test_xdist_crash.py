@@ -12,7 +12,6 @@ from pathlib import Path
 from harness import registry
 from harness.pytest_support import pin_device
 from harness.results import load_run
-from harness.xdist_crash import DEVICE_KEY, Controller, matrix_id, merge_crash_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PICK = ("base", "edge-cache_dtype", "pw0")  # pw01.. run after the crash on pw00
@@ -70,6 +69,8 @@ class _Node:
 
 
 def test_replacement_workers_get_the_freed_device_else_round_robin():
+    from harness.xdist_crash import DEVICE_KEY, Controller
+
     c = Controller(config=None, devices=["4", "6"], workers=2)
     nodes = [_Node("gw0"), _Node("gw1")]
     for n in nodes:
@@ -88,7 +89,7 @@ def test_replacement_workers_get_the_freed_device_else_round_robin():
 
 class _Config:
     def __init__(self, wid, count, hint=None):
-        self.workerinput = {"workerid": wid, "workercount": count, **({DEVICE_KEY: hint} if hint else {})}
+        self.workerinput = {"workerid": wid, "workercount": count, **({"opdiff_device": hint} if hint else {})}
 
     def getoption(self, name):
         return None
@@ -105,6 +106,8 @@ def test_pin_device_of_a_replacement_worker(monkeypatch):
 
 
 def test_crash_rows_never_duplicate_rows_the_worker_wrote():
+    from harness.xdist_crash import matrix_id, merge_crash_rows
+
     assert matrix_id("tests/test_matrix.py::test_positive_case[op-pw00-x-fault]") == "op-pw00-x-fault"
     assert matrix_id("tests/test_x.py::test_plain") is None
     row = {"op": "op", "case_id": "c", "backend": "fault", "output": "key"}
