@@ -10,9 +10,10 @@ import os
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 from . import registry  # noqa: E402
+from . import capture  # noqa: E402  (callable: `with harness.capture(DIR, ...)`, harness/capture/__init__.py)
 from .errors import ConstraintViolation, Rejected, UsageError  # noqa: E402
 from .spec import Case, Constraint, OpSpec, OutputRule, Source  # noqa: E402
 
-__all__ = ["registry", "ConstraintViolation", "Rejected", "UsageError", "Case", "Constraint", "OpSpec",
+__all__ = ["registry", "capture", "ConstraintViolation", "Rejected", "UsageError", "Case", "Constraint", "OpSpec",
            "OutputRule", "Source"]
 __version__ = "0.1.0"

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ISOLATED_TIMEOUT_S = 600.0
 # option -> its default, to tell which plan options were given alongside --resume
 PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed": 0, "case": [],
-                 "no_timing": False, "shard": None, "isolate": None, "known_issues": None}
+                 "no_timing": False, "shard": None, "isolate": None, "known_issues": None, "replay": None}
 
 
 def add_options(p) -> None:

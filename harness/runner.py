@@ -14,6 +14,7 @@ backend other than the baseline is under test. Every backend gets, per output re
 from __future__ import annotations
 
 import logging
+import shlex
 import traceback
 from dataclasses import dataclass, field
 
@@ -40,7 +41,9 @@ BASELINE_KINDS = ("reduction", "quant_int8")
 def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> str:
     # a fresh directory per invocation: a fixed path would be refused the second time, or worse,
     # be one that someone else planted (run refuses to adopt it, but the repro would not run)
-    return (f"python -m harness run --ops {op} --backends {backend} --tier {tier} --seed {seed} "
+    replay = case.params.get("replay_record")  # a recorded call (harness.capture.replay): replay that record
+    where = f"--replay {shlex.quote(str(replay))} " if replay else ""
+    return (f"python -m harness run --ops {op} --backends {backend} --tier {tier} --seed {seed} {where}"
             f"--case {case.id} --out \"$(mktemp -d -t opdiff-repro.XXXXXX)\"")
 
 

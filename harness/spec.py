@@ -334,6 +334,10 @@ class OpSpec:
     # ---- inputs -----------------------------------------------------------------------------
     def make_inputs(self, case: Case, seed: int = 0) -> dict:
         """Inputs keyed by torch_npu argument names; deterministic in (case params, seed)."""
+        if "replay_record" in case.params:  # a recorded real call (harness.capture.replay): its own tensors
+            from .capture.replay import record_inputs
+
+            return record_inputs(case.params)
         key = zlib.crc32(f"{self.name}|{case.params_json()}".encode())
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, key])
         return self.build_inputs(case.params, rng)

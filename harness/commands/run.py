@@ -29,6 +29,8 @@ def add_parser(sub):
     p.add_argument("--case", action="append", default=[], metavar="ID",
                    help="only cases whose id matches (glob; repeatable)")
     p.add_argument("--no-timing", action="store_true", help="skip latency measurement")
+    p.add_argument("--replay", metavar="DIR", help="run the recorded calls under DIR (harness.capture records: "
+                                                   "`capture`, `import-msprobe`) instead of the derived matrix")
     p.add_argument("--fail-on", choices=FAIL_ON, default="fail",
                    help="least severe verdict that makes the exit code 1: fail (default) or warn")
     execute.add_options(p)
@@ -65,14 +67,24 @@ def main(args) -> int:
 
 def _run(args, old_meta, done, lock) -> int:
     specs, backends = select(args)
-    plan = []
+    plan, replay_report = [], None
+    if getattr(args, "replay", None):  # recorded calls instead of the derived matrix (harness.capture.replay)
+        from ..capture import replay
+
+        planned, replay_report = replay.plan(args.replay, specs, args.tier)
+        replay.write_report(replay_report, sys.stderr)
+        by_spec = defaultdict(list)
+        for spec, c in planned:
+            by_spec[spec.name].append(c)
     for spec in specs:
-        cases = spec.cases(args.tier)
+        cases = by_spec.get(spec.name, []) if replay_report is not None else spec.cases(args.tier)
         if args.case:
             cases = [c for c in cases if any(fnmatch.fnmatchcase(c.id, pat) or c.id == pat for pat in args.case)]
         plan += [(spec, c) for c in cases]
     if not plan:
-        raise UsageError(f"no case matches --case {' '.join(args.case)} in tier {args.tier!r}")
+        where = f"the records under {args.replay}" if replay_report is not None else f"tier {args.tier!r}"
+        raise UsageError(f"no case matches --case {' '.join(args.case)} in {where}" if args.case else
+                         f"no usable case in {where}")
     plan_total, plan = len(plan), execute.shard_plan(plan, args)
     devices = {b.name: (b.device_name() if b.available() else "unavailable") for b in backends}
     meta = {"command": sys.argv, "ops": [s.name for s in specs], "backends": [b.name for b in backends],
@@ -105,6 +117,8 @@ def _run(args, old_meta, done, lock) -> int:
         done_log.close()
     progress.close()
     summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
+    if replay_report is not None:
+        summary["replay"] = replay_report
     if start_canary is not None:
         summary["canary"] = canary.record(start_canary, canary.probe())
     writer.finish(summary)

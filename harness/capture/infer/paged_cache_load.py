@@ -1,0 +1,36 @@
+"""paged_cache_load params from a torch_npu.atb.npu_paged_cache_load call (cases/paged_cache_load.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...dtypes import name_of
+from ..record import FORMAT_NZ
+from . import Unusable, tensor
+
+
+def infer(a: dict, formats: dict) -> tuple[dict, dict]:
+    kc, vc = tensor(a, "key_cache", (4,)), tensor(a, "value_cache", (4,))
+    bt, cl = tensor(a, "block_table", (2,)), tensor(a, "context_lens", (1,))
+    # the wrapper derives kvCacheCfg from key_cache's storage format (ops.md section 4)
+    nz = formats.get("key_cache") == FORMAT_NZ
+    if nz != (formats.get("value_cache") == FORMAT_NZ):
+        raise Unusable("key_cache and value_cache have different storage formats "
+                       f"({formats.get('key_cache')} / {formats.get('value_cache')})")
+    cumsum = bool(a.get("cumsum") or False)
+    lens = np.diff(cl.astype(np.int64)) if cumsum else cl.astype(np.int64)
+    if nz:   # [nb, N*D/C0, bs, C0]: only N*D is known; one head of N*D elements is the same layout
+        nb, h1, bs, c0 = kc.shape
+        heads, dk, dv = 1, h1 * c0, vc.shape[1] * vc.shape[3]
+    else:    # [nb, bs, N, D]
+        nb, bs, heads, dk = kc.shape
+        dv = vc.shape[3]
+    params = {
+        "layout": "NZ" if nz else "ND", "k_dtype": name_of(kc), "v_dtype": name_of(vc), "cumsum": cumsum,
+        "has_seq_starts": a.get("seq_starts") is not None, "num_heads": int(heads), "head_size_k": int(dk),
+        "head_size_v": int(dv), "block_size": int(bs), "batch": int(max(cl.size - 1, 0) if cumsum else cl.size),
+        "max_context": int(lens.max(initial=0)), "max_blocks_per_seq": int(bt.shape[1]), "num_blocks": int(nb),
+        "index_dtype": name_of(bt), "fault": "none", "dist": "recorded",
+    }
+    inputs = {"key_cache": kc, "value_cache": vc, "block_table": bt, "context_lens": cl,
+              "seq_starts": a.get("seq_starts"), "cumsum": cumsum, "kv_cache_cfg": 0 if nz else 1}
+    return params, inputs
