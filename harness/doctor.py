@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 DEVICE_BACKENDS = ("aclnn", "torch_npu")
 BAD = ("missing", "fail")
+#: seconds one smoke case may take in the worker: a first launch compiles the op, a hang must still end
+ISOLATED_TIMEOUT_S = 300.0
 #: a symbol only the C double's runtime exports (tests/aclnn_double/opdiff_double.h)
 DOUBLE_SYMBOL = "opdiff_double_set_fault"
 
@@ -248,22 +250,35 @@ def smoke(backend_names, ops=None, known_issues=None) -> list[Line]:
     specs = [registry.op(o) for o in ops] if ops else registry.ops()
     ledger = ledger_mod.load(known_issues, list(backend_names))
     lines = []
+    timing = TimingConfig(enabled=False)
     for name in backend_names:
         backend = registry.backend.__wrapped__(name)   # a fresh instance, closed below (not the cached one)
+        pool = None
         try:
-            lines += _smoke_backend(name, backend, specs, ledger, run_case, TimingConfig(enabled=False))
+            avail = backend.available()
+            if not avail:
+                lines.append(Line(f"{name}: smoke", "missing", f"not run: {avail.reason}", (name.partition(":")[0],)))
+                continue
+            if getattr(backend, "may_crash", False):
+                # a first run on a node is where a kernel crash is likeliest: a worker process takes it (`crash`)
+                from .isolate import IsolatedRunner
+
+                pool = IsolatedRunner([backend], "smoke", 0, timing, ISOLATED_TIMEOUT_S)
+                run = pool.run_case
+            else:
+                run = lambda spec, case: run_case(spec, case, [backend], "smoke", 0, timing)  # noqa: E731
+            lines += _smoke_backend(name, backend, specs, ledger, run)
         finally:
+            if pool is not None:
+                pool.close()
             close = getattr(backend, "close", None)
             if close is not None:
                 close()
     return lines
 
 
-def _smoke_backend(name, backend, specs, ledger, run_case, timing) -> list[Line]:
+def _smoke_backend(name, backend, specs, ledger, run) -> list[Line]:
     lines = []
-    avail = backend.available()
-    if not avail:
-        return [Line(f"{name}: smoke", "missing", f"not run: {avail.reason}", (name.partition(":")[0],))]
     for spec in specs:
         pos, neg = pick_cases(spec, backend)
         for kind, case in (("positive", pos), ("negative", neg)):
@@ -271,7 +286,7 @@ def _smoke_backend(name, backend, specs, ledger, run_case, timing) -> list[Line]
             if case is None:
                 lines.append(Line(item, "info", "no case of this kind runs on this backend (all declined)"))
                 continue
-            res = run_case(spec, case, [backend], "smoke", 0, timing)
+            res = run(spec, case)
             ledger.apply(spec, case, res.rows)
             row = next((r for r in res.rows if not r["ok"]), res.rows[0])
             note = f" [{row['known_issue']}]" if row.get("known_issue") else ""
