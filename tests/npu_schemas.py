@@ -237,6 +237,8 @@ class SchemaNamespace:
         if op == "nsa_compress_with_cache" and inputs.get("actual_seq_len") is None:
             inputs["actual_seq_len"] = []   # an empty aclIntArray, not NULL (OP yaml:7330, 7406-7407)
         params = {**(self.params or {}), **runtime.HARD_CODED.get(op, {})}
+        if op == "dequant_rope_quant_kvcache" and bound.get("quant_mode") not in (0, 1):
+            params["quant_mode"] = 0   # any other value becomes "static" (OP DequantRopeQuantKVCacheKernelNpuOpApi.cpp)
         try:   # the kernel's GetWorkspaceSize, modelled by the documented constraints
             registry.op(op).validate(params, {k: to_numpy(v) if torch.is_tensor(v) else v for k, v in inputs.items()})
         except ConstraintViolation as exc:

@@ -287,6 +287,25 @@ def test_every_negative_case_is_rejected_or_declined_on_aclnn(aclnn):
     assert counts["rejected"] > 100 and set(counts) <= {"rejected", "skipped"}, counts
 
 
+def test_absent_actual_seq_len_is_an_empty_int_array_on_aclnn(aclnn):
+    """torch_npu passes an empty aclIntArray (OP yaml:7330, 7406-7407): the kernel sees 0 lengths, not NULL."""
+    from harness.errors import Rejected
+
+    spec = registry.op("nsa_compress_with_cache")
+    case = next(c for c in spec.cases("smoke") if not c.negative)
+    inputs = {**spec.make_inputs(case, 0), "actual_seq_len": None}
+    with pytest.raises(Rejected, match=r"status 161002 .*actSeqLen 0"):
+        aclnn().run(spec, case, inputs)
+
+
+def test_quant_mode_other_than_0_or_1_is_declined_on_torch_npu():
+    from backends.torch_npu_ops import ADAPTERS
+
+    why = ADAPTERS["dequant_rope_quant_kvcache"].case_decline({}, {"quant_mode": 2})
+    assert "into \"static\"" in why
+    assert ADAPTERS["dequant_rope_quant_kvcache"].case_decline({}, {"quant_mode": 1}) is None
+
+
 def test_aclnn_option_errors_name_the_choices():
     from backends.aclnn import parse_option
 
