@@ -92,6 +92,12 @@ aclnnStatus aclnnNsaSelectedAttentionGradGetWorkspaceSize(const aclTensor *query
                               dqOut, dkOut, dvOut};
     const char *names[] = {"query", "key", "value", "attentionOut", "attentionOutGrad", "softmaxMax", "softmaxSum",
                            "topkIndices", "dqOut", "dkOut", "dvOut"};
+    /* A layout other than TND fails before any tensor check, with 561103 ACLNN_ERR_INNER_NULLPTR, not 161002
+     * (ops-transformer aclnn_nsa_selected_attention_grad.cpp:104-105) */
+    if (!inputLayout || strcmp(inputLayout, "TND") != 0) {
+        opdiff_double_set_error("%s: inputLayout '%s': only TND", API, inputLayout ? inputLayout : "(null)");
+        return ACLNN_ERR_INNER_NULLPTR;
+    }
     /* shapes and attributes first (inputs of broken cases may be broadcast views), data last */
     for (int i = 0; i < 11; i++) {
         if (!req[i]) {
@@ -108,8 +114,6 @@ aclnnStatus aclnnNsaSelectedAttentionGradGetWorkspaceSize(const aclTensor *query
     if (softmaxMax->dtype != ACL_FLOAT || softmaxSum->dtype != ACL_FLOAT)
         return dbl_reject(API, "softmaxMax/softmaxSum must be FLOAT");
     if (topkIndices->dtype != ACL_INT32) return dbl_reject(API, "topkIndices must be INT32");
-    if (!inputLayout || strcmp(inputLayout, "TND") != 0)
-        return dbl_reject(API, "inputLayout '%s': only TND", inputLayout ? inputLayout : "(null)");
     if (!dbl_live_int_array(actualSeqQLenOptional) || !dbl_live_int_array(actualSeqKvLenOptional))
         return dbl_reject(API, "actualSeqQLen/actualSeqKvLen are required for TND");
     int64_t B = (int64_t)actualSeqQLenOptional->size;
