@@ -156,8 +156,8 @@ def claim_new(run_dir: str | os.PathLike, what: str = "--out", allow: tuple = ()
                              f"--replace to move it aside, or choose a new directory")
         if names:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            raise UsageError(f"{what} {d}: not an opdiff run directory (no run.json, holds {shown}); refusing to "
-                             f"adopt it: choose a new or empty directory")
+            raise UsageError(f"{what} {d}: not an empty directory, and not an opdiff run directory (no run.json, "
+                             f"holds {shown}); refusing to adopt it: choose a new or empty directory")
     except BaseException:
         lock.release()
         raise

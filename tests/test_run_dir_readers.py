@@ -151,7 +151,8 @@ def test_compare_of_disjoint_or_empty_runs_is_a_usage_error(good_run, tmp_path, 
     empty = tmp_path / "empty"
     RunWriter(empty, {"tier": "smoke"}).finish({"cases": 0})
     assert load_run(empty)[1] == []
-    for argv, side in ((["compare", str(empty), str(good_run)], "BASE"), (["compare", str(good_run), str(empty)], "NEW")):
+    for argv, side in ((["compare", str(empty), str(good_run)], "BASE"),
+                       (["compare", str(good_run), str(empty)], "NEW")):
         assert main(argv) == 2
         assert f"{side} {empty} holds no result rows" in capsys.readouterr().err
     both = tmp_path / "both"  # overlapping in part: compared, and the rest counted

@@ -131,7 +131,8 @@ def test_a_stray_results_file_is_never_adopted(tmp_path, capsys):
     (d / "results.jsonl").write_text(json.dumps(forged) + "\n")
     assert main([*RUN, "--out", str(d)]) == 2
     err = capsys.readouterr().err
-    assert f"--out {d}: not an opdiff run directory (no run.json, holds results.jsonl)" in err
+    assert (f"--out {d}: not an empty directory, and not an opdiff run directory (no run.json, holds "
+            f"results.jsonl)") in err
     assert read_jsonl(d / "results.jsonl") == [forged] and not (d / "run.json").exists()
 
 

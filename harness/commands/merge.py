@@ -34,15 +34,15 @@ def add_parser(sub):
 
 def read_run(d: Path) -> tuple[dict, list[dict], list[dict]]:
     """(meta, rows, samples) of a finished run directory, checked for truncation and corruption."""
+    jsonl = d / "results.jsonl"
+    # first, as the more precise diagnosis: a cut last line also makes the row counts disagree
+    if jsonl.is_file() and jsonl.stat().st_size and not jsonl.read_bytes().endswith(b"\n"):
+        raise UsageError(f"{jsonl}: truncated (last line incomplete) in a finished run")
     meta, rows = load_run(d)
     if meta.get("status") != "finished":
         raise UsageError(f"{d}: run not finished (status {meta.get('status')!r}); "
                          f"finish it with `python -m harness run --resume {d}` first")
-    jsonl = d / "results.jsonl"
     if jsonl.is_file():
-        text = jsonl.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):
-            raise UsageError(f"{jsonl}: truncated (last line incomplete) in a finished run")
         n = len(read_jsonl(jsonl))
         if n != len(rows):
             raise UsageError(f"{d}: results.parquet holds {len(rows)} rows but results.jsonl {n}; "

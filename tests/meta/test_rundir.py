@@ -64,7 +64,8 @@ def test_claim_refuses_a_run_and_foreign_files_and_takes_an_empty_directory(tmp_
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "results.jsonl").write_text("{}\n")
-    with pytest.raises(UsageError, match=r"not an opdiff run directory \(no run.json, holds results.jsonl\)"):
+    with pytest.raises(UsageError, match=r"not an empty directory, and not an opdiff run directory "
+                                         r"\(no run.json, holds results.jsonl\)"):
         rundir.claim_new(stray)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="exists and is not a directory"):
