@@ -12,9 +12,11 @@ from harness.spec import official
 UT = "OT tests/utest/op_kernel/ts_nsa_compress_with_cache_kernel.cpp (ops.md#1)"
 ST = "OT-y tests/st/aclnnNsaCompressWithCache/all_aclnnNsaCompressWithCache.json (ops.md#1)"
 UT_LENS = ([144, 192, 10, 45], [144, 1, 10, 45])     # 144 and 192 trigger (cbs 64, stride 16)
+SMALL = dict(num_heads=2)   # smoke: 2 heads, inputs within tests/test_nsa_compress_with_cache's smoke bound
 
 _UT = [official(f"ut_kernel_n{n}_d{d}_{dt}", f"{UT}: B=4, N={n}, D={d}, {dt}, act {UT_LENS[i % 2]}, cbs 64, "
-                "stride 16, page 128", dtype=dt, batch=4, num_heads=n, head_dim=d, compress_block_size=64,
+                "stride 16, page 128", reduced=SMALL if n * d > 8 * 256 else None,
+                dtype=dt, batch=4, num_heads=n, head_dim=d, compress_block_size=64,
                 compress_stride=16, page_block_size=128, max_blocks_per_seq=2, num_blocks=8, act_lens=UT_LENS[i % 2],
                 trigger="mixed")
        for i, (n, d, dt) in enumerate([(1, 192, "float16"), (8, 256, "bfloat16"), (13, 192, "bfloat16"),
@@ -23,7 +25,7 @@ _UT = [official(f"ut_kernel_n{n}_d{d}_{dt}", f"{UT}: B=4, N={n}, D={d}, {dt}, ac
 NAMED = (
     # dtype not given in the doc example: fp16
     official("doc_example", "aclnnNsaCompressWithCache.md example (ops.md#1): B=4, N=24, D=192, page 128, cbs 32, "
-             "stride 16, result_len 512, max_seq 512, actSeqLen [32,0,0,0]",
+             "stride 16, result_len 512, max_seq 512, actSeqLen [32,0,0,0]", reduced=SMALL,
              dtype="float16", batch=4, num_heads=24, head_dim=192, page_block_size=128, compress_block_size=32,
              compress_stride=16, result_len=512, max_blocks_per_seq=4, num_blocks=16, act_lens=[32, 0, 0, 0],
              trigger="mixed"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,7 +171,8 @@ def test_pytest_applies_known_issues_at_collection(tmp_path):
                         "--known-issues", str(ki), "--opdiff-out", str(tmp_path / "out")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     text = p.stdout + p.stderr
-    assert "1 failed, 1 passed, 1 skipped, 48 deselected, 1 xfailed" in text, text
+    # the deselected count follows the size of the smoke matrix; the four selected outcomes are the point
+    assert re.search(r"1 failed, 1 passed, 1 skipped, \d+ deselected, 1 xfailed", text), text
     assert "HypothesisSideeffectWarning" not in text
     assert "XPASS(strict)" in text and "known issue #41" in text and "remove the entry" in text
     assert "quarantined: known issue #42" in text
