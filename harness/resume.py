@@ -19,7 +19,7 @@ from collections import Counter
 
 from . import rundir
 from .errors import UsageError
-from .results import read_jsonl
+from .results import numbered_jsonl, read_jsonl
 from .results import read_meta as read_run_json
 from .rowcheck import check_rows
 
@@ -79,10 +79,12 @@ def read_complete(path: Path) -> list[dict]:
 def completed(run_dir: Path) -> dict[tuple[str, str], int | None]:
     """(op, case_id) -> number of result rows the case wrote (None: a done.jsonl of an older opdiff)."""
     done = {}
-    for r in read_complete(Path(run_dir) / DONE_FILE):
-        if not isinstance(r, dict) or not isinstance(r.get("op"), str) or not isinstance(r.get("case_id"), str) \
-                or not isinstance(r.get("rows", 0), int):
-            raise UsageError(f"{Path(run_dir) / DONE_FILE}: malformed line {r!r}")
+    path = Path(run_dir) / DONE_FILE
+    read_complete(path)  # drops a cut last line first
+    for i, r in numbered_jsonl(path):
+        if not isinstance(r.get("op"), str) or not isinstance(r.get("case_id"), str) \
+                or type(r.get("rows", 0)) is not int:
+            raise UsageError(f"{path}:{i}: malformed line {r!r} (expected op, case_id and an integer rows)")
         done[(r["op"], r["case_id"])] = r.get("rows")
     return done
 

@@ -203,3 +203,13 @@ def test_resume_reruns_a_case_with_only_some_of_its_rows(tmp_path):
     (d / "results.parquet").unlink()
     assert main(["run", "--resume", str(d)]) == 0
     assert Counter(map(_key, load_run(d)[1])) == want
+
+
+def test_a_malformed_done_line_is_named_with_its_line(good_run, tmp_path, capsys):
+    d = tmp_path / "d"
+    shutil.copytree(good_run, d)
+    lines = (d / "done.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = json.dumps({"op": "paged_cache_load", "case_id": "x", "rows": "2"}) + "\n"
+    (d / "done.jsonl").write_text("".join(lines))
+    assert main(["run", "--resume", str(d)]) == 2
+    assert f"{d}/done.jsonl:2: malformed line" in capsys.readouterr().err
