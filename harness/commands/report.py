@@ -18,6 +18,8 @@ def add_parser(sub):
     p.add_argument("--history", nargs="+", default=[], metavar="DIR",
                    help="earlier run directories, or folders of them, for trend plots and the nightly rule")
     p.add_argument("-o", "--output", help="HTML file to write (default DIR/report.html)")
+    p.add_argument("--screenshot", metavar="PNG",
+                   help="also write a PNG of the report's first screen (1400x1000, headless chromium)")
     p.set_defaults(func=main)
 
 
@@ -37,6 +39,10 @@ def main(args) -> int:
     else:
         _write(target, render_report(args.run_dir, meta, rows, args.baseline, args.history))
     sys.stdout.write(f"report: {target}\n")
+    if getattr(args, "screenshot", None):
+        from reports.browser import screenshot
+
+        sys.stdout.write(f"screenshot: {screenshot(target, args.screenshot)}\n")
     return 0
 
 
