@@ -146,9 +146,12 @@ aclnnStatus aclnnDequantRopeQuantKvcacheGetWorkspaceSize(const aclTensor *x, con
     else return dbl_reject(API, "cacheModeOptional '%s': only page and contiguous", cacheModeOptional ? cacheModeOptional : "(null)");
     const aclTensor *qp[] = {scaleK, scaleV, offsetKOptional, offsetVOptional};
     const char *qn[] = {"scaleK", "scaleV", "offsetKOptional", "offsetVOptional"};
+    /* the tiling checks only the element count of the quant parameters (ops-transformer
+     * dequant_rope_quant_kvcache_tiling.cpp:386-391): [Nkv, D] and a flat [Nkv * D] are both accepted */
     for (int i = 0; i < 4; i++)
-        if (qp[i] && (qp[i]->ndim != 2 || qp[i]->dims[0] != nkv || qp[i]->dims[1] != D))
-            return dbl_reject(API, "%s must be [Nkv, D] = [%ld, %ld]", qn[i], (long)nkv, (long)D);
+        if (qp[i] && opdiff_double_numel(qp[i]) != nkv * D)
+            return dbl_reject(API, "%s must hold Nkv * D = %ld values ([Nkv, D] or flat), has %ld", qn[i],
+                              (long)(nkv * D), (long)opdiff_double_numel(qp[i]));
     if (!dbl_live_int_array(sizeSplits) || sizeSplits->size != 3)
         return dbl_reject(API, "sizeSplits must hold 3 values");
     const int64_t *sp = sizeSplits->values;
