@@ -319,3 +319,27 @@ def test_capture_command_records_a_program_and_its_records_replay(tmp_path):
     site = record.read(Path(planned[0][1].params["replay_record"])).manifest["call_site"]
     # the frame that called torch_npu (here the backend's launch; in a model, the model's line)
     assert site["file"].endswith(os.path.join("backends", "torch_npu.py")) and site["function"] == "launch"
+
+
+def test_replay_shards_and_resumes_like_any_plan(tmp_path):
+    from collections import Counter
+
+    from harness.cli import main
+    from harness.results import load_run
+
+    recs = tmp_path / "recs"
+    _records_of(recs, n=3)
+    common = ["run", "--replay", str(recs), "--ops", "paged_cache_load", "--backends", "numpy", "--no-timing"]
+    ids = []
+    for i in (1, 2):
+        assert main(common + ["--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
+        ids += sorted({r["case_id"] for r in load_run(tmp_path / f"s{i}")[1]})
+    assert sorted(ids) == [f"replay-paged_cache_load-r{i}" for i in range(3)]   # each record in exactly one shard
+    out = tmp_path / "full"
+    assert main(common + ["--out", str(out)]) == 0
+    meta, before = load_run(out)[:2]
+    assert meta["plan_args"]["replay"] == str(recs)
+    assert main(["run", "--resume", str(out)]) == 0        # the plan is the records again, not the derived matrix
+    after = load_run(out)[1]
+    key = lambda r: (r["case_id"], r["backend"], r["output"])   # noqa: E731
+    assert Counter(map(key, after)) == Counter(map(key, before)) and len(before) == 3 * 2

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 
@@ -11,8 +10,16 @@ from ..dtypes import np_dtype
 ACL_FORMATS = {2: "ND", 29: "FRACTAL_NZ"}   # aclFormat codes opdiff distinguishes (acl_abi.md section 3)
 
 
+_TENSOR: tuple = ()
+
+
 def is_tensor(value) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach") and hasattr(value, "dtype")
+    global _TENSOR
+    if not _TENSOR:
+        import torch   # lazy: only a program that calls torch_npu reaches here, and it has torch loaded
+
+        _TENSOR = (torch.Tensor,)
+    return isinstance(value, _TENSOR)
 
 
 def dtype_name(t) -> str:
@@ -33,9 +40,12 @@ def to_host(t) -> np.ndarray:
     return np.array(c.numpy(), copy=True)
 
 
-def storage_format(module, t) -> str:
-    """The tensor's storage format as torch_npu reports it (ND when the module cannot tell)."""
-    getter = getattr(module, "get_npu_format", None)
+def format_getter(module):
+    return getattr(module, "get_npu_format", None)
+
+
+def storage_format(getter, t) -> str:
+    """The tensor's storage format as torch_npu's get_npu_format reports it (ND when it cannot tell)."""
     if getter is None:
         return "ND"
     try:
@@ -58,8 +68,17 @@ def describe(bound: dict, skip: tuple[str, ...] = ()) -> tuple[dict, dict]:
     return tensors, attrs
 
 
+def _frozen(v):
+    return tuple(_frozen(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def signature_key(api: str, tensors: dict, attrs: dict, formats: dict) -> tuple:
+    """Identical signature = same entry point, tensor dtypes, shapes and formats, same attribute values.
+    A plain tuple: it is computed on every call looked at, so it must cost microseconds, not a hash digest."""
+    return (api, tuple(sorted((k, d, tuple(s), formats.get(k, "ND")) for k, (d, s) in tensors.items())),
+            tuple(sorted((k, _frozen(v)) for k, v in attrs.items())))
+
+
 def signature(api: str, tensors: dict, attrs: dict, formats: dict) -> str:
-    """Identical signature = same entry point, tensor dtypes, shapes and formats, same attribute values."""
-    text = json.dumps([api, sorted((k, d, s, formats.get(k, "ND")) for k, (d, s) in tensors.items()),
-                       sorted(attrs.items(), key=lambda kv: kv[0])], default=repr, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()
+    """The signature as a stable hex digest, for manifests."""
+    return hashlib.sha1(repr(signature_key(api, tensors, attrs, formats)).encode()).hexdigest()

@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from . import hostcopy, record
-from .entry_points import EntryPoint, for_ops
+from .entry_points import EntryPoint, bind, for_ops
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class Capture:
         module = module or self.module or importlib.import_module("torch_npu")
         self.module = module
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._versions = _versions(module)   # now, not inside the first recorded call (it runs git)
         self.started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         for entry in self.entries:
             owner, _, attr = entry.api.rpartition(".")
@@ -172,22 +173,27 @@ class Capture:
         log.warning("capture: recording a call of %s failed: %s", entry.api, exc)
 
     def _observe(self, entry: EntryPoint, args, kwargs):
-        """Decide whether to record this call; if so, copy its tensors to the host now (before the op runs)."""
-        from .entry_points import bind
-
+        """Decide whether to record this call; if so, copy its tensors to the host now (before the op runs).
+        The paths that record nothing are the hot ones (every decode step): a counter, or a tuple lookup."""
         with self._lock:
             c = self.counts[entry.api]
             index = c["seen"]
             c["seen"] += 1
-        if index % self.sample:
-            return self._skip(entry, "sampled_out")
+            if index % self.sample:
+                c["sampled_out"] += 1
+                return None
         bound = bind(entry, args, kwargs)
         tensors, attrs = hostcopy.describe(bound, entry.outputs_only)
-        formats = {k: hostcopy.storage_format(self.module, bound[k]) for k in tensors}
-        sig = hostcopy.signature(entry.api, tensors, attrs, formats)
+        getter = hostcopy.format_getter(self.module)
+        formats = {k: hostcopy.storage_format(getter, bound[k]) for k in tensors}
+        key = hostcopy.signature_key(entry.api, tensors, attrs, formats)
+        with self._lock:
+            if self.signatures[key] >= self.per_signature:
+                c["duplicate"] += 1
+                return None
         size = sum(hostcopy.nbytes(bound[k]) for k in tensors) + MANIFEST_OVERHEAD
         with self._lock:
-            if self.signatures[sig] >= self.per_signature:
+            if self.signatures[key] >= self.per_signature:
                 reason = "duplicate"
             elif self.recorded >= self.max_calls:
                 reason = "over_max_calls"
@@ -195,7 +201,7 @@ class Capture:
                 reason = "over_disk_budget"
             else:
                 reason = None
-                self.signatures[sig] += 1
+                self.signatures[key] += 1
                 self.recorded += 1
                 self.bytes += size      # reserved now, so concurrent calls cannot overshoot the budget
                 self._seq += 1
@@ -206,6 +212,7 @@ class Capture:
         site, stack = _call_site()
         omitted = {k: "preallocated output buffer of the .out overload, not an input of the op"
                    for k in entry.outputs_only if bound.get(k) is not None}
+        sig = hostcopy.signature(entry.api, tensors, attrs, formats)
         return {"seq": seq, "index": index, "sig": sig, "host": host, "attrs": attrs, "formats": formats,
                 "names": list(bound), "site": site, "stack": stack, "omitted": omitted, "reserved": size,
                 "devices": sorted({str(bound[k].device) for k in tensors})}
@@ -216,8 +223,6 @@ class Capture:
         return None
 
     def _write(self, entry: EntryPoint, p: dict, outcome: str) -> None:
-        if self._versions is None:
-            self._versions = _versions(self.module)
         rid = f"{entry.op}-p{os.getpid()}-{p['seq']:05d}-{p['sig'][:8]}"
         manifest = {
             "id": rid, "op": entry.op, "api": entry.api, "source": "capture",
