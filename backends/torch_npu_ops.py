@@ -142,8 +142,9 @@ def _decline_rope_variant(params, inputs) -> str | None:
 
     qm = inputs.get("quant_mode", 0)
     if qm not in (0, 1):
-        return (f"quant_mode={qm}: the torch_npu wrapper turns any quant_mode other than 0/1 into \"static\" (op-plugin "
-                f"DequantRopeQuantKVCacheKernelNpuOpApi.cpp), so the case cannot be expressed through torch_npu")
+        return (f"quant_mode={qm}: the torch_npu wrapper turns any quant_mode other than 0/1 into \"static\" "
+                f"(op-plugin DequantRopeQuantKVCacheKernelNpuOpApi.cpp), so the case cannot be expressed through "
+                f"torch_npu")
 
     x = inputs.get("x")
     if x is None or np.asarray(x).dtype == np.int32:

@@ -72,7 +72,8 @@ def torch_versions() -> list[Line]:
 def cann_version(root: Path) -> str:
     """The toolkit version from its install files ('unknown' when none is readable)."""
     names = ("version.cfg", "version.info", "ascend_toolkit_install.info", "compiler/version.info",
-             "runtime/version.info", "arm64-linux/ascend_toolkit_install.info", "x86_64-linux/ascend_toolkit_install.info")
+             "runtime/version.info", "arm64-linux/ascend_toolkit_install.info",
+             "x86_64-linux/ascend_toolkit_install.info")
     for rel in names:
         f = root / rel
         try:
@@ -136,7 +137,8 @@ def symbol_lines(cann) -> list[Line]:
             where = str(getattr(cann.atb, "_name", "libatb.so")) if ok else (cann.atb_reason or "libatb.so not loaded")
             lines.append(Line(item, "ok" if ok else "missing", f"{op}: {where}", ("aclnn",)))
             continue
-        found = [str(p) for p, lib in cann.op_libs if hasattr(lib, b.symbol + "GetWorkspaceSize") and hasattr(lib, b.symbol)]
+        found = [str(p) for p, lib in cann.op_libs
+                 if hasattr(lib, b.symbol + "GetWorkspaceSize") and hasattr(lib, b.symbol)]
         if found:
             custom = " (custom op package)" if "libcust_opapi" in found[0] else ""
             lines.append(Line(item, "ok", f"{op}: {found[0]}{custom}", ("aclnn",)))
@@ -181,8 +183,8 @@ def torch_npu_lines() -> list[Line]:
                 names.append(f"npu:{i} {npu.get_device_name(i)}")
             except Exception as exc:  # a name is informative only
                 names.append(f"npu:{i} (name unavailable: {exc})")
-        lines.append(Line("torch_npu import / devices", "ok", f"{n} visible: {', '.join(names)}; {visible_devices_note()}",
-                          ("torch_npu",)))
+        lines.append(Line("torch_npu import / devices", "ok",
+                          f"{n} visible: {', '.join(names)}; {visible_devices_note()}", ("torch_npu",)))
         from backends.torch_npu import nnal_missing
 
         why = nnal_missing()

@@ -72,8 +72,9 @@ def test_nz_through_the_functional_form_is_refused_by_atb(ns):
     """The finding behind the .out overload: the functional wrapper's [T, bs, C0] outputs fail ATB's NZ check."""
     spec, case = _pcl_case(layout="NZ")
     inputs = spec.make_inputs(case, 0)
-    kc, vc = (ns.api.npu_format_cast(__import__("torch").from_numpy(inputs[k]), 29) for k in ("key_cache", "value_cache"))
     import torch
+
+    kc, vc = (ns.api.npu_format_cast(torch.from_numpy(inputs[k]), 29) for k in ("key_cache", "value_cache"))
 
     with ns.case(case.params):
         if ns.queue.enabled:
@@ -189,7 +190,9 @@ def _sweep_negatives(backend, run):
             res = run(spec, case)
             row = res.rows[0]
             counts[row["verdict"]] += 1
-            declined = row["verdict"] == "skipped" and row["reason"].startswith("declined: ") and len(row["reason"]) > 20
+            # declined with a reason: "declined: " and more than a word after it
+            reason = row["reason"]
+            declined = row["verdict"] == "skipped" and reason.startswith("declined: ") and len(reason) > 20
             if not (row["verdict"] == "rejected" or declined) or not res.ok:
                 bad.append((spec.name, case.id, row["verdict"], row["reason"][:200]))
     return bad, counts

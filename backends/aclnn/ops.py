@@ -142,7 +142,8 @@ def _incre_flash_attention(call, params, inputs) -> list:
     q = inputs["query"]
     out_dtype = "int8" if inputs.get("quant_scale2") is not None else name_of(q)
     if out_dtype == "int8" and name_of(q) == "int8" and inputs.get("quant_scale2") is None:
-        out_dtype = "float16"   # torch_npu allocates float16 for an int8 query (op-plugin FlashAttentionKernelNpuOpApi.cpp:1690-1691)
+        # torch_npu allocates float16 for an int8 query (op-plugin FlashAttentionKernelNpuOpApi.cpp:1690-1691)
+        out_dtype = "float16"
     opt = call.optional
     return [
         call.tensor(q), call.tensor_list([inputs["key"]]), call.tensor_list([inputs["value"]]),
