@@ -200,3 +200,17 @@ def read_rows(run_dir: Path, stem: str) -> list[dict]:
             raise UsageError(f"{run_dir}: {pq_path.name} holds {len(rows)} rows but {jsonl.name} {n}; one of "
                              f"them is truncated or was changed after the run finished")
     return rows
+
+
+def load(run_dir: str | os.PathLike, params: bool = False):
+    """The run's result rows as a typed pandas DataFrame (harness.frames.load; run.json in .attrs["meta"])."""
+    from .frames import load as load_frame
+
+    return load_frame(run_dir, params)
+
+
+def load_history(paths, params: bool = False):
+    """Result rows of every run under `paths` as one DataFrame, oldest first (harness.frames.load_history)."""
+    from .frames import load_history as load_frames
+
+    return load_frames(paths, params)
