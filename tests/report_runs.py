@@ -26,11 +26,12 @@ def row(op, case_id, backend, verdict, ok=True, output="out", dtype="float16", n
 
 def good(op, i, backend, **kw):
     """A compared positive case with error metrics and a latency."""
-    return row(op, f"pw{i:02d}-case", backend, kw.pop("verdict", "pass"), baseline_ratio=0.5 + 0.1 * i,
-               rmse_ratio=0.4 + 0.05 * i, max_ulp=float(i), latency_median_us=10.0 + i, latency_p20_us=9.0 + i,
-               latency_p80_us=11.0 + i, bytes=1e4 * (i + 1), flops=2e4 * (i + 1), gbps=1.0 + i,
-               pct_peak_bw=0.5 + i, peak_device="host CPU (memcpy probe)", timing_mode="host_perf_counter/hot",
-               reason="within L1 of the baseline", **kw)
+    fields = dict(baseline_ratio=0.5 + 0.1 * i, rmse_ratio=0.4 + 0.05 * i, max_ulp=float(i),
+                  latency_median_us=10.0 + i, latency_p20_us=9.0 + i, latency_p80_us=11.0 + i, bytes=1e4 * (i + 1),
+                  flops=2e4 * (i + 1), gbps=1.0 + i, pct_peak_bw=0.5 + i, peak_device="host CPU (memcpy probe)",
+                  timing_mode="host_perf_counter/hot", reason="within L1 of the baseline")
+    fields.update(kw)
+    return row(op, f"pw{i:02d}-case", backend, fields.pop("verdict", "pass"), **fields)
 
 
 def unexpected_rows() -> list[dict]:
