@@ -13,7 +13,7 @@ from harness.spec import official, pin
 UT = "OT tests/utest/ts_nsag_tc.cpp (ops.md#3)"
 DECODE = dict(q_lens=[1] * 64, kv_lens=[1024] * 64, n1=4, n2=1, d_qk=192, select_block_count=16,
               select_block_size=64, scale_value=1.0)
-SMOKE = dict(q_lens=[1] * 2, kv_lens=[1024] * 2)   # smoke: 2 of the 64 sequences
+SMOKE = dict(q_lens=[1] * 2, kv_lens=[256] * 2, select_block_count=4)   # smoke: 2 sequences of 4 blocks
 
 # dtype not given by the UT: fp16 and bf16 alternate over (D2, sparse mode)
 _UT = [official(f"ut_decode_b64_dv{dv}_sparse{sm}", f"{UT}: B=64, S1=1, S2=1024, N1=4, N2=1, D=192, D2={dv}, "
@@ -38,6 +38,6 @@ NAMED = (
         "diagonal block keeps s1 + 1 - topk*bs tokens, :412-416; later blocks are masked only while s1 + 1 < "
         "count*bs, :440)", "the op-plugin grad test masks natural positions > count*bs for s1 >= count*bs "
         "(real_interfaces.md#3)",
-        dtype="float16", sparse_mode=2, topk_mode="nsa", q_lens=[256], kv_lens=[256], n1=2, n2=1, d_qk=128,
+        dtype="float16", sparse_mode=2, topk_mode="nsa", q_lens=[200], kv_lens=[256], n1=2, n2=1, d_qk=128,
         d_v=128, select_block_size=64, select_block_count=2),
 )

@@ -12,7 +12,7 @@ from harness.spec import official
 CSV = "ATB tests/apitest/opstest/csv/paged_cache_load.csv (ops.md#4 Test shapes)"
 ND_PY = "ATB tests/apitest/opstest/python/.../test_paged_cache_load_operation_nd.py (ops.md#4 Test shapes)"
 CTX = "; context lengths up to 1024 (real_interfaces.md#4)"
-SMALL = dict(batch=2, num_blocks=8, max_context=200)   # smoke: same heads/dims/flags, 2 sequences
+SMALL = dict(batch=2, num_heads=2, num_blocks=8, max_context=200)   # smoke: same dims and flags, 2 sequences
 
 # ATB ND python rows batch|seq|N|Dk|Dv|bs|nb, each run with fp16, bf16 and int8 and all four
 # (cumsum, seqStarts) combinations: the 12 (dtype, combination) pairs are split over the two rows.
@@ -42,6 +42,7 @@ NAMED = (
     # The csv's largest cache [290,4608,128,32] is 5.5 GiB per cache; the block count is cut to what one
     # 128-token sequence reads (2 blocks), the token size the NZ limit is about is kept (N*D = 147456).
     official("atb_csv_nz_max_token", f"{CSV}: max size [290,4608,128,32] (num_blocks cut from 290 to 2: 5.5 GiB)",
+             reduced=dict(num_heads=1),
              layout="NZ", k_dtype="int8", v_dtype="int8", batch=1, num_heads=32, head_size_k=4608, head_size_v=4608,
              block_size=128, num_blocks=2, max_blocks_per_seq=1, max_context=128, context_lens=[128]),
     *_ND,
@@ -59,7 +60,7 @@ NAMED = (
              layout="NZ", k_dtype="float16", v_dtype="float16", num_heads=64, head_size_k=76, head_size_v=12,
              block_size=128, batch=4, max_context=1024),
     official("atb_nz_kernel_n64_dk276_dv212", f"real_interfaces.md#4: NZ kernel tests N=64, Dk/Dv 276/212{CTX}",
-             reduced=dict(num_blocks=2, max_context=256),
+             reduced=dict(num_heads=8, num_blocks=2, max_context=256),
              layout="NZ", k_dtype="int8", v_dtype="bfloat16", num_heads=64, head_size_k=276, head_size_v=212,
              block_size=128, batch=2, max_context=1024),
 )
