@@ -5,6 +5,8 @@
     load_history(PATHS, params=False) result rows of every run directory named by PATHS (a run directory,
                                      or a folder of them), oldest first, with run_dir / started / commit
     from_rows(rows, meta=None)       the same typed frame from a list of row dicts
+    from_runs(RUNS)                  load_history's frame from harness.history.RunInfo entries
+    by_case(df)                      {(op, case_id, backend): [row dicts]} (what compare judges on)
     case_frame(df)                   one row per (op, case_id, backend): the worst output decides
     records(df)                      back to row dicts, missing values as None (for code written on dicts)
     tuples(df, names)                the named columns row by row, missing values as None (fast on big runs)
@@ -109,11 +111,16 @@ def load_history(paths, params: bool = False):
     """Result rows of every run in `paths` (run directories or folders of them), oldest run first.
     Added columns: run_dir, started (datetime, UTC), commit, run_index (0 = oldest)."""
     from .history import expand
+
+    return from_runs(expand(list(paths)), params)
+
+
+def from_runs(runs, params: bool = False):
+    """load_history's frame from harness.history.RunInfo entries (a run listed twice counts once)."""
     from .results import load_run
 
     pd = _pd()
     parts = []
-    runs = expand(list(paths))
     seen = set()
     for i, run in enumerate(r for r in runs if not (str(r.path.resolve()) in seen or seen.add(str(r.path.resolve())))):
         meta, rows = load_run(run.path)
@@ -173,3 +180,11 @@ def tuples(df, names: list):
         col = df[n] if n in df.columns else pd.Series([None] * len(df), index=df.index)
         cols.append(col.astype(object).where(col.notna(), None).tolist())
     return zip(*cols)
+
+
+def by_case(df) -> dict:
+    """(op, case_id, backend) -> that case's rows as dicts (records()), in frame order."""
+    out: dict = {}
+    for r in records(df.drop(columns=["run_dir", "started", "commit", "run_index"], errors="ignore")):
+        out.setdefault((r["op"], r["case_id"], r["backend"]), []).append(r)
+    return out

@@ -20,9 +20,9 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from .. import canary, regress
+from .. import canary, frames, regress
 from ..errors import UsageError
-from ..history import expand, result_rows, run_medians
+from ..history import expand, run_medians
 
 EXIT_OK, EXIT_REGRESSION, EXIT_AMBIGUOUS = 0, 1, 3
 
@@ -102,11 +102,9 @@ def compare_runs(base_paths, new_paths, floor=regress.DEFAULT_FLOOR, op_floors=N
     bm, nm = run_medians(base_runs), run_medians(new_runs)
     cratio = regress.canary_ratio([v for r in base_runs for v in canary.run_values(r.meta)],
                                   [v for r in new_runs for v in canary.run_values(r.meta)])
-    brows, nrows = defaultdict(list), defaultdict(list)
-    for r in result_rows(base_runs):
-        brows[(r["op"], r["case_id"], r["backend"])].append(r)
-    for r in result_rows(new_runs):
-        nrows[(r["op"], r["case_id"], r["backend"])].append(r)
+    # the rows per case x backend come from the same typed frames the report and the README use
+    brows = defaultdict(list, frames.by_case(frames.from_runs(base_runs)))
+    nrows = defaultdict(list, frames.by_case(frames.from_runs(new_runs)))
     op_floors = op_floors or {}
     out = []
     for key in sorted(set(brows) | set(nrows)):
