@@ -15,6 +15,7 @@ is wrong, and these cases run as negatives of `antiquant_dtype`.
 
 Pins: the FIA ST executor's IFA branch zeroes the whole output when any batch's left padding
 overflows; the kernel zeroes only that batch (and an int8 output then runs PostQuant on the zeros).
+The IFA-only V4 executor skips scale_value and masks multiplicatively; the kernel scales, then fills.
 """
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ NAMED = (
              dtype="bfloat16", kv_dtype="int8", antiquant="BSND", antiquant_dtype="float32", layout="BSND",
              antiquant_offset="same"),
     pin("kv_pad_overflow_one_batch", OVERFLOW_KERNEL, OVERFLOW_GOLDEN, layout="BNSD", quant2="none", **DENSE),
+    pin("v4_executor_scale_and_mask", "OT incre_flash_attention_split_Bbn2s2_Us2.h:2632 (Muls by scaleValue) and "
+        ":2667 (SelectWithBytesMask: masked scores take the fill value)", "the IFA-only V4 ST executor never "
+        "multiplies by scale_value and masks by qk *= (1 - mask) (real_interfaces.md#3)",
+        layout="BNSD", dtype="float16", kv_dtype="float16", batch=2, num_heads=2, num_kv_heads=2, head_dim=16,
+        kv_seq=32, actual_seq="none", kv_padding=None, paged=False, mask_dtype="bool", mask_shape="B11S",
+        mask_full_row=False, pse="none", antiquant="none", quant2="none",
+        scale_value=0.05),   # scores ~ +-2 (U[-5,5], D=16): a score of 0 at a masked key still weighs
     pin("kv_pad_overflow_int8_out", OVERFLOW_KERNEL + "; int8 output: PostQuant runs on the zero rows",
         OVERFLOW_GOLDEN, layout="BSH", quant2="1", quant2_dtype="float32", quant_offset2="same", **DENSE),
 )

@@ -143,6 +143,11 @@ def _whole_output_zeroed(params, inputs):
     return out
 
 
+def _unscaled(params, inputs):
+    """IFA V4 ST executor: scale_value is never applied."""
+    return IFA_GOLDEN(params, dict(inputs, scale_value=1.0))
+
+
 PINS = [
     ("dequant_rope_quant_kvcache", "pin-lone_offset_k", _lone_offset_applied),
     ("dequant_rope_quant_kvcache", "pin-lone_offset_v", _lone_offset_applied),
@@ -150,6 +155,22 @@ PINS = [
     ("incre_flash_attention", "pin-kv_pad_overflow_one_batch", _whole_output_zeroed),
     ("incre_flash_attention", "pin-kv_pad_overflow_int8_out", _whole_output_zeroed),
 ]
+
+
+def test_v4_executor_pin_fails_with_its_scale_and_its_multiplicative_mask(monkeypatch):
+    spec, case = _case("incre_flash_attention", "pin-v4_executor_scale_and_mask")
+    assert _ok(spec, case), _verdicts(spec, case)
+    inputs = spec.make_inputs(case)
+    mask = np.asarray(inputs["atten_mask"])
+    assert mask.any() and not mask.all() and case.params["scale_value"] != 1.0
+    real = IFA_GOLDEN(case.params, inputs)["attention_out"]
+    assert np.abs(_unscaled(case.params, inputs)["attention_out"] - real).max() > 1e-2
+    monkeypatch.setattr(ifa, "golden", _unscaled)
+    assert not _ok(spec, case), _verdicts(spec, case)
+    monkeypatch.setattr(ifa, "golden", IFA_GOLDEN)
+    monkeypatch.setattr(ifa, "MASK_FILL", 0.0)          # qk *= (1 - mask): a masked score becomes 0
+    assert np.abs(ifa.golden(case.params, inputs)["attention_out"] - real).max() > 1e-2
+    assert not _ok(spec, case), _verdicts(spec, case)
 
 
 @pytest.mark.parametrize("op,case_id,variant", PINS, ids=[p[1] for p in PINS])
