@@ -124,6 +124,8 @@ def from_runs(runs, params: bool = False):
     seen = set()
     for i, run in enumerate(r for r in runs if not (str(r.path.resolve()) in seen or seen.add(str(r.path.resolve())))):
         meta, rows = load_run(run.path)
+        if not rows:  # an empty run adds no rows (and an empty frame has no columns to fill)
+            continue
         df = pd.DataFrame.from_records(rows)
         df["run_dir"] = str(run.path)
         df["started"] = run.started
