@@ -231,11 +231,14 @@ def trend(title: str, labels: list, lines: dict, flagged: dict, steps: dict, not
             d.append(("L" if d else "M") + f"{xs(i):.1f},{ys_(v):.1f}")
             raw = lines[case][i]
             pts.append(Point(round(xs(i), 1), round(ys_(v), 1),
-                             f"{case} | {labels[i]} | {raw:.4g} us ({v:.2f}x its median)",
+                             f"{case} | run #{i + 1} {labels[i]} | {raw:.4g} us ({v:.2f}x its median)",
                              bool((flagged.get(case) or [False] * len(vals))[i])))
         series.append(Series(case if hot else "", col, "".join(d), pts, width=2.0 if hot else 1.0))
         for s in steps.get(case, []):
             vlines.append((round(xs(s - 0.5), 1), f"step: {case}", col))
-    step_every = max(1, math.ceil(len(labels) / 10))
-    xticks = [(xs(i), str(labels[i])[:16]) for i in range(0, len(labels), step_every)]
+    step_every = max(1, math.ceil(len(labels) / 12))
+    # run numbers on the axis (labels are long and often share a date); the hover names each run
+    xticks = [(xs(i), f"#{i + 1}") for i in range(0, len(labels), step_every)]
+    if labels:
+        note = "; ".join(filter(None, [note, f"#1 = {labels[0]}, #{len(labels)} = {labels[-1]}"]))
     return Chart(title, "run (oldest first)", "latency / series median", xticks, ys_.ticks(), series, vlines, note)

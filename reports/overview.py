@@ -62,6 +62,7 @@ class Overview:
     unexpected_total: int
     warn_total: int
     skip_reasons: list     # (backend, reason, cases)
+    warned: list = field(default_factory=list)   # row dicts of the warn results (as expected, worth a look)
 
 
 def _cell(op, backend, cases) -> Cell:
@@ -106,8 +107,9 @@ def identity(meta: dict) -> list:
     pairs = [("run", meta.get("run_id")), ("tier", f"{meta.get('tier')}, seed {meta.get('seed')}, "
                                           f"replicates {meta.get('repeat') or 1}, status {meta.get('status')}"),
              ("commit", env.get("opdiff_commit")), ("toolkit", toolkit or "not recorded"),
-             ("devices", devices or "not recorded"), ("host", f"{env.get('host') or ''} {env.get('cpu') or ''}"
-                                                     f" ({env.get('cpu_count') or '?'} cores)"),
+             ("devices", devices or "not recorded"), ("host", " ".join(filter(None, (
+                 str(env.get("host") or ""), str(env.get("cpu") or ""),
+                 f"({env['cpu_count']} cores)" if env.get("cpu_count") else ""))) or "not recorded"),
              ("time", when)]
     return [(k, "" if v is None else str(v)) for k, v in pairs]
 
@@ -143,13 +145,9 @@ def build(df, cases, meta: dict) -> Overview:
     order = bad.assign(_v=bad["verdict"].cat.codes).sort_values(["_v", "op", "backend", "case_id"],
                                                                 ascending=[False, True, True, True]) \
         if len(bad) else bad
-    rows = []
-    for r in order.head(UNEXPECTED_LIMIT).to_dict("records"):
-        rows.append({"op": str(r["op"]), "backend": str(r["backend"]), "case_id": str(r["case_id"]),
-                     "dtype": text(r.get("dtype")), "category": category(r), "verdict": str(r["verdict"]),
-                     "outputs": text(r.get("bad_outputs")), "reason": text(r.get("reason")),
-                     "worst": worst_element(r.get("reason")), "known_issue": text(r.get("known_issue")),
-                     "repro": text(r.get("repro")), "href": "#" + anchor(r["op"])})
+    rows = _table_rows(order.head(UNEXPECTED_LIMIT))
+    warned = cases.loc[(cases["verdict"] == "warn") & cases["ok"]].sort_values(["op", "backend", "case_id"]) \
+        if not cases.empty else cases
 
     skip = cases.loc[cases["verdict"] == "skipped"] if not cases.empty else cases
     skip_reasons = []
@@ -157,7 +155,20 @@ def build(df, cases, meta: dict) -> Overview:
         for (b, reason), g in skip.groupby([skip["backend"].astype(str), skip["reason"].astype(str)]):
             skip_reasons.append((b, reason, len(g)))
         skip_reasons.sort(key=lambda t: (-t[2], t[0]))
-    return Overview(line, good, identity(meta), backends, ops, cells, rows, n_bad, n_warn, skip_reasons)
+    return Overview(line, good, identity(meta), backends, ops, cells, rows, n_bad, n_warn, skip_reasons,
+                    _table_rows(warned.head(UNEXPECTED_LIMIT)))
+
+
+def _table_rows(frame) -> list:
+    rows = []
+    for r in frame.to_dict("records"):
+        rows.append({"op": str(r["op"]), "backend": str(r["backend"]), "case_id": str(r["case_id"]),
+                     "dtype": text(r.get("dtype")), "category": category(r) if not r["ok"] else str(r["verdict"]),
+                     "verdict": str(r["verdict"]), "outputs": text(r.get("bad_outputs")),
+                     "reason": text(r.get("reason")), "worst": worst_element(r.get("reason")),
+                     "known_issue": text(r.get("known_issue")), "repro": text(r.get("repro")),
+                     "href": "#" + anchor(r["op"])})
+    return rows
 
 
 def text(v) -> str:

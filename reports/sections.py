@@ -57,8 +57,9 @@ def accuracy_charts(op: str, rows, backends: list) -> tuple[list, list]:
                 covered |= set(vals["backend"].astype(str))
             if vals.empty:
                 continue
-            if metric in FALLBACK_METRICS and (vals[metric] == 0).all():
-                exact.append(f"{output}: {metric} = 0 in all {len(vals)} results (bitwise equal)")
+            if (vals[metric] == 0).all():  # nothing to draw on a log axis: say it in words
+                exact.append(f"{output}: {metric} = 0 in all {len(vals)} results"
+                             + (" (bitwise equal)" if metric in FALLBACK_METRICS else ""))
                 drawn = True
                 continue
             groups = {}
