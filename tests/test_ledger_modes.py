@@ -53,8 +53,7 @@ def test_shipped_entries_load_and_match_positive_nd_cases_without_seq_starts():
     assert {e.backend for e in ledger.entries} >= {"aclnn", "torch_npu"}
     assert ledger.unmatched(registry.ops()) == []
     spec = registry.op("paged_cache_load")
-    hit = [c for c in spec.cases("smoke") if ledger.match(spec, c, "aclnn")]
-    assert hit and all(not c.negative and c.params["layout"] == "ND" and not c.params["has_seq_starts"] for c in hit)
-    missed = [c for c in spec.cases("smoke") if not c.negative and c.params["layout"] == "ND"
-              and not c.params["has_seq_starts"] and c not in hit]
-    assert missed == []
+    cases = spec.cases("smoke")
+    hit = {c.id for c in cases if ledger.match(spec, c, "aclnn")}
+    want = {c.id for c in cases if not c.negative and c.params["layout"] == "ND" and not c.params["has_seq_starts"]}
+    assert hit == want and len(want) >= 10
