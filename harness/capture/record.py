@@ -78,14 +78,15 @@ def _attr_value(value):
     return value
 
 
-def write(directory: Path, manifest: dict, tensors: dict[str, np.ndarray], formats: dict[str, str] | None = None) -> int:
-    """Write a record (manifest fields + tensors) into `directory`; returns the bytes written."""
+def write(directory: Path, manifest: dict, tensors: dict[str, np.ndarray], meta: dict[str, dict] | None = None) -> int:
+    """Write a record (manifest fields + tensors) into `directory`; returns the bytes written. `meta`: per
+    tensor, what the host copy no longer shows: {"format": storage format, "contiguous": bool} as the op saw it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    formats = formats or {}
+    meta = meta or {}
     manifest = dict(manifest, format=FORMAT, tensor_file=TENSORS)
-    manifest["tensors"] = {k: {"dtype": name_of(v), "shape": [int(s) for s in v.shape],
-                               "format": formats.get(k, "ND")} for k, v in tensors.items()}
+    manifest["tensors"] = {k: {"dtype": name_of(v), "shape": [int(s) for s in v.shape], "format": "ND",
+                               **meta.get(k, {})} for k, v in tensors.items()}
     n = tensorfile.write(directory / TENSORS, tensors, {"record": manifest["id"], "op": manifest["op"]})
     text = json.dumps(manifest, indent=1, sort_keys=False)
     tmp = directory / (MANIFEST + ".tmp")

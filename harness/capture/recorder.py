@@ -213,9 +213,22 @@ class Capture:
         omitted = {k: "preallocated output buffer of the .out overload, not an input of the op"
                    for k in entry.outputs_only if bound.get(k) is not None}
         sig = hostcopy.signature(entry.api, tensors, attrs, formats)
-        return {"seq": seq, "index": index, "sig": sig, "host": host, "attrs": attrs, "formats": formats,
+        meta = {k: {"format": formats[k], "contiguous": bool(bound[k].is_contiguous())} for k in tensors}
+        device_name = self._device_name(bound, tensors)
+        return {"seq": seq, "index": index, "sig": sig, "host": host, "attrs": attrs, "meta": meta,
                 "names": list(bound), "site": site, "stack": stack, "omitted": omitted, "reserved": size,
-                "devices": sorted({str(bound[k].device) for k in tensors})}
+                "devices": sorted({str(bound[k].device) for k in tensors}), "device_name": device_name}
+
+    def _device_name(self, bound, tensors):
+        """The NPU's name (torch_npu.npu.get_device_name): product limits differ per card (e.g. Ascend310P)."""
+        getter = getattr(getattr(self.module, "npu", None), "get_device_name", None)
+        if getter is None:
+            return None
+        index = next((bound[k].device.index for k in tensors if bound[k].device.type == "npu"), None)
+        try:
+            return str(getter(index) if index is not None else getter())
+        except Exception:   # informative only
+            return None
 
     def _skip(self, entry, reason):
         with self._lock:
@@ -229,10 +242,11 @@ class Capture:
             "arguments": [n for n in p["names"] if n not in entry.outputs_only],
             "attributes": {k: record.json_value(v, f"{entry.api} argument {k!r}") for k, v in p["attrs"].items()},
             "omitted": p["omitted"], "signature": p["sig"], "call_index": p["index"], "outcome": outcome,
-            "call_site": p["site"], "stack": p["stack"], "devices": p["devices"], "versions": self._versions,
+            "call_site": p["site"], "stack": p["stack"], "devices": p["devices"], "device_name": p["device_name"],
+            "versions": self._versions,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        written = record.write(self.dir / rid, manifest, p["host"], p["formats"])
+        written = record.write(self.dir / rid, manifest, p["host"], p["meta"])
         with self._lock:
             self.bytes += written - p["reserved"]
             self.counts[entry.api]["recorded"] += 1

@@ -1,6 +1,6 @@
 """Case parameters of a recorded call, inferred from its tensors and attributes (one module per op).
 
-`infer(record) -> (params, inputs)`: `inputs` is the op's inputs dict (keyed like its build_inputs:
+`infer(record) -> (params, inputs)`, each op module's `infer(arguments, tensor meta, manifest)`: `inputs` is the op's inputs dict (keyed like its build_inputs:
 torch_npu argument names plus the keys the backends read, such as paged_cache_load's kv_cache_cfg),
 `params` a full parameter dict of the op's spec, each value read off the data (what build_inputs
 would have been given to produce such tensors), so that the spec's constraints, output dtypes,
@@ -26,9 +26,8 @@ def infer(record) -> tuple[dict, dict]:
         mod = importlib.import_module(f"{__name__}.{record.op}")
     except ModuleNotFoundError:
         raise Unusable(f"no parameter inference for operator {record.op!r}") from None
-    args = record.arguments()
-    formats = {k: record.tensor_format(k) for k in record.tensors}
-    return mod.infer(args, formats)
+    meta = {k: record.manifest["tensors"].get(k, {}) for k in record.tensors}   # format, contiguous
+    return mod.infer(record.arguments(), meta, record.manifest)
 
 
 def tensor(args: dict, name: str, ndim: tuple[int, ...] | None = None) -> np.ndarray:

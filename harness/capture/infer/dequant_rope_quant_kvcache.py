@@ -10,7 +10,7 @@ OPTIONAL = ("offset_k", "offset_v", "weight_scale", "activation_scale", "bias")
 ATTR_DEFAULTS = {"quant_mode": 0, "input_layout": "BSND", "kv_output": False, "cache_mode": "contiguous"}
 
 
-def infer(a: dict, formats: dict) -> tuple[dict, dict]:
+def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
     x, cos, sin = tensor(a, "x"), tensor(a, "cos"), tensor(a, "sin")
     kc, vc, idx = tensor(a, "k_cache"), tensor(a, "v_cache"), tensor(a, "indices")
     sk, sv = tensor(a, "scale_k"), tensor(a, "scale_v")
@@ -36,7 +36,9 @@ def infer(a: dict, formats: dict) -> tuple[dict, dict]:
         "offsets": offsets, "has_weight_scale": a.get("weight_scale") is not None,
         "has_activation_scale": a.get("activation_scale") is not None, "bias_dtype": dtype_or_none(a.get("bias")),
         "quant_mode": attrs["quant_mode"], "input_layout": attrs["input_layout"], "cache_dtype": name_of(kc),
-        "cache_rank": int(kc.ndim), "cache_contiguous": True,   # a record's arrays are always contiguous
+        "cache_rank": int(kc.ndim),
+        # a record's arrays are contiguous copies; the manifest says whether the op was handed contiguous caches
+        "cache_contiguous": all(meta.get(k, {}).get("contiguous", True) for k in ("k_cache", "v_cache")),
         "scale_shape": scale_shape, "ties": False, "fault": "none",
     }
     inputs = {"x": x, "cos": cos, "sin": sin, "k_cache": kc, "v_cache": vc, "indices": idx, "scale_k": sk,

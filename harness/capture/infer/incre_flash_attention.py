@@ -11,8 +11,14 @@ SCHEMA_DEFAULTS = {"num_heads": 1, "scale_value": 1.0, "input_layout": "BSH", "n
                    "block_size": 0, "inner_precise": 1}
 TENSORS = ("padding_mask", "atten_mask", "pse_shift", "antiquant_scale", "antiquant_offset", "block_table",
            "dequant_scale1", "quant_scale1", "dequant_scale2", "quant_scale2", "quant_offset2", "kv_padding_size")
-# product: the documented limits differ per card; a record does not say which, A2 is the training/serving part
+# product: the documented limits differ per card. The device name the capture read says which; without one
+# (an msprobe dump) A2, the training/serving part, is assumed.
 DEFAULT_PRODUCT = "A2"
+
+
+def product(manifest: dict) -> str:
+    name = str(manifest.get("device_name") or "").replace(" ", "").lower()
+    return "310P" if name.startswith("ascend310p") else DEFAULT_PRODUCT
 
 
 def _heads_dims(layout, q, n_attr):
@@ -38,30 +44,37 @@ def _kv(layout, k, d, paged):
     return k.shape[2] // d, k.shape[1], "none"
 
 
-def _mask_shape(m):
+# Where a shape fits two names (batch 1, one head, N == Nkv), the documented name wins: the tensor is the
+# same, and only the other name is a constraint violation.
+def _mask_shape(m, b):
     if m is None:
         return "none"
     if m.ndim == 2:
         return "BS"
     if m.ndim == 3:
         return "B1S"
-    return "111S" if m.shape[0] == 1 else "B11S"
+    return "111S" if m.shape[0] == 1 and b != 1 else "B11S"
 
 
-def _pse_shape(p):
+def _pse_shape(p, b, n):
     if p is None:
         return "none"
-    if p.shape[0] != 1:
+    if p.shape[0] == b and (p.ndim < 2 or p.shape[1] == n):
         return "BN1S"
-    return "111S" if p.ndim > 1 and p.shape[1] == 1 else "1N1S"
+    return "111S" if p.ndim > 1 and p.shape[1] == 1 and n != 1 else "1N1S"
 
 
-def _quant2(s, n, nkv, d):
+# per layout, the per-channel quant_scale2 names in order of preference (cases/_ifa_constraints.py QUANT2_PER_CHANNEL)
+QUANT2_PREFERENCE = {"BSH": ("H", "11H", "ND"), "BNSD": ("1N1D", "ND"), "BSND": ("11ND", "ND")}
+
+
+def _quant2(s, n, nkv, d, layout):
     if s is None:
         return "none"
-    shapes = {(1,): "1", (n, d): "ND", (1, n, 1, d): "1N1D", (1, 1, n, d): "11ND", (n * d,): "H",
-              (1, 1, n * d): "11H", (nkv, d): "NkvD"}
-    return shapes.get(tuple(s.shape), "shape" + "x".join(map(str, s.shape)))
+    shapes = {"1": (1,), "ND": (n, d), "1N1D": (1, n, 1, d), "11ND": (1, 1, n, d), "H": (n * d,), "11H": (1, 1, n * d),
+              "NkvD": (nkv, d)}
+    order = ("1",) + QUANT2_PREFERENCE.get(layout, ()) + tuple(shapes)
+    return next((name for name in order if tuple(s.shape) == shapes[name]), "shape" + "x".join(map(str, s.shape)))
 
 
 def _antiquant(s):
@@ -72,7 +85,7 @@ def _antiquant(s):
     return {2: "BSH", 3: "BSND", 4: "BNSD"}.get(s.ndim, f"rank{s.ndim}")
 
 
-def infer(a: dict, formats: dict) -> tuple[dict, dict]:
+def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
     q, k, v = tensor(a, "query", (3, 4)), tensor(a, "key", (3, 4)), tensor(a, "value", (3, 4))
     attrs = {n: (a.get(n) if a.get(n) is not None else dv) for n, dv in SCHEMA_DEFAULTS.items()}
     layout = attrs["input_layout"]
@@ -89,7 +102,8 @@ def infer(a: dict, formats: dict) -> tuple[dict, dict]:
         mode = "per_batch" if len(act) == b else "broadcast" if len(act) == 1 else "wrong_count"
         lens = np.resize(np.asarray(act, np.int64), b) if act else np.zeros(b, np.int64)
     if paged:
-        kv_seq = int(lens.max(initial=0)) if act is not None else int(bt.shape[1] * bs)
+        # the longest logical length; at least 1 (all-zero lengths say nothing about S, and S >= 1)
+        kv_seq = max(int(lens.max(initial=0)), 1) if act is not None else int(bt.shape[1] * bs)
         need = -(-lens // bs) if bs > 0 else np.zeros(b, np.int64)
         table_extra = int(bt.shape[1] - need.max(initial=0))
         spare = int(k.shape[0] - need.sum())
@@ -108,19 +122,19 @@ def infer(a: dict, formats: dict) -> tuple[dict, dict]:
     qs2, qo2 = a.get("quant_scale2"), a.get("quant_offset2")
     kv_attr = int(attrs["num_key_value_heads"])
     params = {
-        "fault": "none", "product": DEFAULT_PRODUCT, "layout": layout, "dtype": name_of(q), "kv_dtype": name_of(k),
+        "fault": "none", "product": product(manifest), "layout": layout, "dtype": name_of(q), "kv_dtype": name_of(k),
         "num_heads": n, "num_kv_heads": nkv, "kv_heads_attr": "zero" if kv_attr == 0 else
         ("explicit" if kv_attr == nkv else "wrong"), "num_heads_attr": "match" if n_attr == n else "wrong",
         "head_dim": d, "batch": b, "paged": paged, "cache_layout": cache_layout, "block_size": bs,
         "table_extra": table_extra, "spare_blocks": spare, "actual_seq": mode,
         "seq_zero": bool(act is not None and (np.asarray(act) == 0).any()), "kv_seq": kv_seq, "kv_padding": pad,
-        "kv_pad_overflow": overflow, "mask_dtype": dtype_or_none(mask), "mask_shape": _mask_shape(mask),
-        "mask_full_row": full_row, "pse": _pse_shape(pse), "pse_dtype": dtype_or_none(pse),
+        "kv_pad_overflow": overflow, "mask_dtype": dtype_or_none(mask), "mask_shape": _mask_shape(mask, b),
+        "mask_full_row": full_row, "pse": _pse_shape(pse, b, n), "pse_dtype": dtype_or_none(pse),
         "aux_s": "exact" if aux_len == aux_base else ("longer" if aux_len > aux_base else "short"),
         "antiquant": _antiquant(a_scale),
         "antiquant_offset": "none" if a_off is None else
         ("same" if a_scale is None or a_off.shape == a_scale.shape else "mismatch"),
-        "antiquant_dtype": dtype_or_none(a_scale), "quant2": _quant2(qs2, n, nkv, d),
+        "antiquant_dtype": dtype_or_none(a_scale), "quant2": _quant2(qs2, n, nkv, d, layout),
         "quant2_dtype": dtype_or_none(qs2),
         "quant_offset2": "none" if qo2 is None else ("dtype_mismatch" if qs2 is not None and name_of(qo2) != name_of(qs2)
                                                      else "shape_mismatch" if qs2 is not None and qo2.shape != qs2.shape

@@ -7,7 +7,7 @@ from ...dtypes import name_of
 from . import int_list, tensor
 
 
-def infer(a: dict, formats: dict) -> tuple[dict, dict]:
+def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
     from cases.nsa_compress_with_cache import triggered
 
     x, w = tensor(a, "input", (4,)), tensor(a, "weight", (2,))

@@ -15,7 +15,7 @@ def _lens(cu: list[int] | None, what: str) -> list[int]:
     return [int(x) for x in np.diff(np.r_[0, np.asarray(cu, np.int64)])]
 
 
-def infer(a: dict, formats: dict) -> tuple[dict, dict]:
+def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
     t = {k: tensor(a, k, (3,)) for k in NAMES}
     q, k, v, g = t["query"], t["key"], t["value"], t["grad"]
     cu_q, cu_kv = int_list(a.get("actual_seq_qlen")), int_list(a.get("actual_seq_kvlen"))

@@ -8,20 +8,23 @@ from ..record import FORMAT_NZ
 from . import Unusable, tensor
 
 
-def infer(a: dict, formats: dict) -> tuple[dict, dict]:
+def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
     kc, vc = tensor(a, "key_cache", (4,)), tensor(a, "value_cache", (4,))
     bt, cl = tensor(a, "block_table", (2,)), tensor(a, "context_lens", (1,))
     # the wrapper derives kvCacheCfg from key_cache's storage format (ops.md section 4)
-    nz = formats.get("key_cache") == FORMAT_NZ
-    if nz != (formats.get("value_cache") == FORMAT_NZ):
-        raise Unusable("key_cache and value_cache have different storage formats "
-                       f"({formats.get('key_cache')} / {formats.get('value_cache')})")
+    fk, fv = (meta.get(k, {}).get("format", "ND") for k in ("key_cache", "value_cache"))
+    nz = fk == FORMAT_NZ
+    if nz != (fv == FORMAT_NZ):
+        raise Unusable(f"key_cache and value_cache have different storage formats ({fk} / {fv})")
     cumsum = bool(a.get("cumsum") or False)
     lens = np.diff(cl.astype(np.int64)) if cumsum else cl.astype(np.int64)
-    if nz:   # [nb, N*D/C0, bs, C0]: only N*D is known; one head of N*D elements is the same layout
+    from cases.paged_cache_load import nz_c0
+
+    if nz and kc.shape[3] == nz_c0(name_of(kc)) and vc.shape[3] == nz_c0(name_of(vc)):
+        # [nb, N*D/C0, bs, C0]: only N*D is known; one head of N*D elements is the same layout
         nb, h1, bs, c0 = kc.shape
         heads, dk, dv = 1, h1 * c0, vc.shape[1] * vc.shape[3]
-    else:    # [nb, bs, N, D]
+    else:    # [nb, bs, N, D]; also an "NZ" cache whose last dim is no C0, which only ND data can explain
         nb, bs, heads, dk = kc.shape
         dv = vc.shape[3]
     params = {
