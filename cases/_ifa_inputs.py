@@ -164,6 +164,14 @@ def _quant2(p, rng, N, nkv, D):
 
 
 def build_inputs(p, rng: np.random.Generator) -> dict:
+    from . import _ifa_ties
+
+    if _ifa_ties.constructed(p):                  # exact .5 ties on the int8 output: uniform data, then
+        return _ifa_ties.apply(p, _build(dict(p, dist="uniform"), rng), rng)   # the construction
+    return _build(p, rng)
+
+
+def _build(p, rng: np.random.Generator) -> dict:
     B, N, nkv, D, layout = p["batch"], p["num_heads"], p["num_kv_heads"], p["head_dim"], p["layout"]
     dt, kvdt = p["dtype"], p["kv_dtype"]
     q = fill(rng, query_shape(layout, B, N, D, 2 if p["fault"] == "query_s2" else 1), dt, p["dist"])

@@ -35,6 +35,7 @@ from harness.spec import OpSpec, OutputRule, Region
 from ._ifa_constraints import (ANTIQUANT_SHAPES, CONSTRAINTS, LAYOUTS, LIMITS, MASK_DTYPES, MASK_SHAPES,
                                PSE_SHAPES, QDT, SEED)
 from ._ifa_inputs import build_inputs, default_scale
+from . import _ifa_ties
 from ._official_incre_flash_attention import NAMED
 
 AXES = {
@@ -230,7 +231,13 @@ def float_rule(p) -> OutputRule:
                       why="FlashAttention forward k=2 (precision.md section 3/6); abs_cap: see baseline_cap")
 
 
+TIES_RULE = OutputRule("exact", why="constructed exact .5 ties: the kernel's CAST_ROUND (ties away) is exact on "
+                                    "every precision path (cases/_ifa_ties.py; precision.md #4, #6 int8 row)")
+
+
 def regions(p, inputs, output):
+    if _ifa_ties.constructed(p):
+        return [Region(f"{output}[ties]", None, TIES_RULE)]
     if p["quant2"] != "none":
         return [Region(output, None, QUANT_RULE)]
     from backends.golden.incre_flash_attention import geometry
@@ -269,5 +276,5 @@ SPEC = OpSpec(
     label=label,
     regions=regions,
     cost=cost,
-    named=NAMED,
+    named=NAMED + _ifa_ties.NAMED,
 )

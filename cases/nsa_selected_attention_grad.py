@@ -437,8 +437,31 @@ BASELINE_CAP = {"float16": (0.2, 2e-2), "bfloat16": (0.9, 0.1)}
 K_GRAD = 3.0  # FlashAttention backward rule: max err <= 3x the same-precision baseline's (precision.md 3, 6)
 
 
-def _rule(dtype: str) -> OutputRule:
+def cancellation_noise(inputs) -> float:
+    """Float32 noise left where a gradient is zero by cancellation (dP = Dr when one key is visible).
+
+    dS = P * (dP - Dr): dP and Dr are float32 dot products over Dv terms of size max|dY| max|V|,
+    their difference keeps only rounding noise, a random walk of 2^-24 * sqrt(Dv) * max|dY| max|V|;
+    dQ = scale * dS @ K (and dK = scale * dS^T @ Q) sum L such terms of size max|K| (max|Q|):
+    another sqrt(L). Measured on the smoke tier: a reordered float32 sum gives up to 7.6e-5 on an
+    all-zero golden where this bound is 2.7e-3 (bench/verdict_calibration.py, legit variants).
+    """
+    dy, v = np.asarray(inputs["grad"], np.float64), np.asarray(inputs["value"], np.float64)
+    q, k = np.asarray(inputs["query"], np.float64), np.asarray(inputs["key"], np.float64)
+    if not (dy.size and v.size and q.size and k.size):
+        return 0.0
+    dv = v.shape[-1]
+    length = int(inputs["select_block_size"]) * int(inputs["select_block_count"])
+    fan = max(length, q.shape[0] * q.shape[1])
+    ds_noise = 2.0**-24 * math.sqrt(dv) * np.abs(dy).max() * np.abs(v).max()
+    return float(ds_noise * abs(float(inputs["scale_value"])) * max(np.abs(k).max(), np.abs(q).max()) * math.sqrt(fan))
+
+
+def _rule(dtype: str, inputs=None) -> OutputRule:
+    noise = cancellation_noise(inputs) if inputs is not None else None
     return OutputRule("reduction", k=K_GRAD, abs_cap=BASELINE_CAP.get(dtype, BASELINE_CAP["float16"]), grade="L0",
+                      small_atol=noise or None,
+                      small_why="gradients zero by cancellation keep float32 noise (see cancellation_noise)",
                       grade_why="a backward op: msprobe's default grade L0 (precision.md section 1); gradients "
                                 "sum over every selected key, FlashAttention allows backward 3x",
                       why="FlashAttention backward 3x baseline; baseline cap: xformers backward rtol (precision.md 3)")
@@ -448,7 +471,7 @@ UNSELECTED = OutputRule("exact", why="rows no top-k selects get no gradient: exa
 
 
 def regions(p, inputs, output: str):
-    rule = _rule(p["dtype"])
+    rule = _rule(p["dtype"], inputs)
     if output == "dq":
         return [Region("dq", None, rule)]
     t2 = np.shape(inputs["key"])[0]

@@ -109,23 +109,28 @@ class RelativeStats:
     small_errs: int
 
 
-def relative_stats(x: np.ndarray, g: np.ndarray, dtype: str) -> RelativeStats:
+def relative_stats(x: np.ndarray, g: np.ndarray, dtype: str, small_atol: float) -> RelativeStats:
+    """Max error over all elements; RMSE, MERE, MARE over the normal values (msprobe drops small
+    values from them, precision.md section 7); the count of small values off by more than small_atol."""
     err = np.abs(x - g)
     normal = ~small_mask(g, dtype)
-    rel = err[normal] / np.abs(g[normal]) if normal.any() else np.zeros(0)
-    small_errs = int(np.count_nonzero(~normal & (err > P.SMALL_ATOL.get(dtype, 0.0))))
-    return RelativeStats(float(err.max()) if err.size else 0.0, float(np.sqrt(np.mean(err * err))) if err.size else 0.0,
+    en = err[normal]
+    rel = en / np.abs(g[normal]) if en.size else np.zeros(0)
+    small_errs = int(np.count_nonzero(~normal & (err > small_atol)))
+    return RelativeStats(float(err.max()) if err.size else 0.0, float(np.sqrt(np.mean(en * en))) if en.size else 0.0,
                          float(rel.mean()) if rel.size else 0.0, float(rel.max()) if rel.size else 0.0, small_errs)
 
 
 def rounding_floors(g: np.ndarray, dtype: str) -> RelativeStats:
-    """What correct rounding costs, times RATIO_FLOOR: the smallest denominators a ratio may use."""
+    """What correct rounding costs, times RATIO_FLOOR: the smallest denominators a ratio may use
+    (over the same domains as relative_stats)."""
     u = ulp(g, dtype)
     normal = ~small_mask(g, dtype)
-    ur = u[normal] / np.abs(g[normal]) if normal.any() else np.zeros(0)
+    un = u[normal]
+    ur = un / np.abs(g[normal]) if un.size else np.zeros(0)
     f = P.RATIO_FLOOR
     return RelativeStats(f * P.ROUNDING_MAX_ULP * float(u.max()) if u.size else 0.0,
-                         f * P.ROUNDING_RMS_ULP * float(np.sqrt(np.mean(u * u))) if u.size else 0.0,
+                         f * P.ROUNDING_RMS_ULP * float(np.sqrt(np.mean(un * un))) if un.size else 0.0,
                          f * P.ROUNDING_MEAN_ULP * float(ur.mean()) if ur.size else 0.0,
                          f * P.ROUNDING_MAX_ULP * float(ur.max()) if ur.size else 0.0, 0)
 
@@ -284,7 +289,10 @@ def _reduction(actual, golden, af, gf, bf, finite, m, dtype, rule: OutputRule) -
         return _against_cap(actual, golden, gf, err, max_err, finite, m, dtype, rule)
     grade = P.GRADES[rule.grade]
     m["grade"] = rule.grade
-    mine, base, floor = relative_stats(af, gf, dtype), relative_stats(bf, gf, dtype), rounding_floors(gf, dtype)
+    small = small_mask(gf, dtype)
+    small_atol = max(rule.small_atol or 0.0, P.SMALL_ATOL[dtype])   # an opt-in only ever loosens
+    mine, base = relative_stats(af, gf, dtype, small_atol), relative_stats(bf, gf, dtype, small_atol)
+    floor = rounding_floors(gf, dtype)
     m["baseline_max_err"] = base.max_err
     ratios = {"max err": _ratio(max_err, base.max_err, floor.max_err),
               "MARE": _ratio(mine.mare, base.mare, floor.mare),
@@ -293,6 +301,7 @@ def _reduction(actual, golden, af, gf, bf, finite, m, dtype, rule: OutputRule) -
     m.update(baseline_ratio=ratios["max err"], mare_ratio=ratios["MARE"], mere_ratio=ratios["MERE"],
              rmse_ratio=ratios["RMSE"])
     allowed = rule.k * base.max_err + P.REDUCTION_ULP_FLOOR * u
+    allowed = np.where(small, np.maximum(allowed, small_atol), allowed)   # small values: by their bound
     badmask = np.zeros(actual.shape, bool)
     badmask[finite] = err > allowed
     m["mismatch_count"] = int(badmask.sum())
@@ -307,7 +316,7 @@ def _reduction(actual, golden, af, gf, bf, finite, m, dtype, rule: OutputRule) -
     small_lim = count_limit(base.small_errs, P.SMALL_RATIO_LIMIT)
     if mine.small_errs > small_lim:
         return Comparison("fail", f"{mine.small_errs} small-value error(s) (|g| < {P.SMALL_THRESHOLD[dtype]:.3g}, "
-                          f"|err| > {P.SMALL_ATOL[dtype]:.3g}) > {small_lim:.1f} allowed against the baseline's "
+                          f"|err| > {small_atol:.3g}) > {small_lim:.1f} allowed against the baseline's "
                           f"{base.small_errs}", m)
     text = ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
     stricter = P.STRICTER[rule.grade]

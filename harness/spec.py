@@ -107,6 +107,8 @@ class OutputRule:
     small_ulp_of_max: for `elementwise`, opt into a looser small-value rule: below the small-value
             threshold an element may be off by this many ULP of max|golden| instead of the absolute
             bound (outputs that legitimately lose digits near zero); `small_why` says why.
+    small_atol: for `reduction`, the same opt-in as an absolute bound the spec computes per case
+            (float32 cancellation noise where the golden is near zero); `small_why` says why.
     why:    the anchor for the kind and any non-default number.
     """
 
@@ -116,6 +118,7 @@ class OutputRule:
     grade_why: str = "CANN / msprobe default grade (precision.md section 1)"
     abs_cap: tuple[float, float] | None = None
     small_ulp_of_max: float | None = None
+    small_atol: float | None = None
     small_why: str = ""
     why: str = ""
 
@@ -124,8 +127,8 @@ class OutputRule:
             raise SpecError(f"unknown output kind {self.kind!r}; valid: {', '.join(OUTPUT_KINDS)}")
         if self.grade not in ("L0", "L1", "L2"):
             raise SpecError(f"unknown grade {self.grade!r}; valid: L0, L1, L2 (precision.md section 1)")
-        if self.small_ulp_of_max is not None and not self.small_why:
-            raise SpecError("a looser small-value rule (small_ulp_of_max) needs small_why: the reason")
+        if (self.small_ulp_of_max is not None or self.small_atol is not None) and not self.small_why:
+            raise SpecError("a looser small-value rule (small_ulp_of_max, small_atol) needs small_why: the reason")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pytest
 from backends.golden import incre_flash_attention as gold
 from cases import incre_flash_attention as ifa
 from harness.compare import compare
+from harness import registry
 from harness.derive import exercised
 from harness.errors import ConstraintViolation
 
@@ -224,12 +225,37 @@ def test_output_quant_rounding_and_saturation():
 
     o = np.array([[0.5, 1.5, 2.5, -0.5, -2.5, 10.0, -10.0, 0.26]])
     inputs = {"quant_scale2": np.array([1, 1, 1, 1, 1, 20, 20, 1], np.float32), "quant_offset2": None}
-    g = gold.quantize(o, inputs)                           # FIA golden: rint, ties to even
-    assert g.tolist() == [[0, 2, 2, 0, -2, 127, -128, 0]]
+    g = gold.quantize(o, inputs)                           # the kernel's PostQuant: half, then ties away
+    assert g.tolist() == [[1, 2, 3, -1, -3, 127, -128, 0]]
     t = _quantize(torch.tensor(o, dtype=torch.float32), {k: (torch.tensor(v) if v is not None else None)
                                                          for k, v in inputs.items()}).numpy()
     assert t.tolist() == [[1, 2, 3, -1, -3, 127, -128, 0]]  # kernel CAST_ROUND: ties away from zero
-    assert compare(t, g, ifa.QUANT_RULE).verdict in ("pass", "warn")    # ties differ by 1 at most
+    assert compare(t, g, ifa.QUANT_RULE).verdict == "pass"
+
+
+def test_constructed_ties_pin_the_kernels_rounding(monkeypatch):
+    """The int8_out_exact_ties pin: every output element is an exact .5 tie (cases/_ifa_ties.py); the
+    torch reference (ties away, as the kernel's CAST_ROUND) passes it bitwise, and a golden that adopts
+    the FIA golden's np.round (ties to even, ops.md#5) fails it."""
+    from harness.runner import run_case
+    from harness.timing import TimingConfig
+
+    spec = registry.op("incre_flash_attention")
+    case = next(c for c in spec.cases("smoke") if c.id == "pin-int8_out_exact_ties")
+    inputs = spec.make_inputs(case, 0)
+    y = np.asarray(inputs["value"], np.float64)
+    assert np.all(np.abs(y - np.floor(y)) == 0.5) and not np.asarray(inputs["query"]).any()
+    torch_backend = [registry.backend("torch")]
+    rows = run_case(spec, case, torch_backend, "smoke", 0, TimingConfig(enabled=False)).rows
+    assert [(r["output"], r["verdict"]) for r in rows] == [("attention_out[ties]", "pass")]
+
+    def fia_quant(o, x):                                     # the FIA golden: np.round on y, ties to even
+        qs = np.asarray(x["quant_scale2"], np.float64).reshape(-1)
+        flat = o.reshape(o.shape[0], -1)
+        return np.clip(np.round(flat * qs), -128, 127).astype(np.int8).reshape(o.shape)
+    monkeypatch.setattr(gold, "quantize", fia_quant)
+    rows = run_case(spec, case, torch_backend, "smoke", 0, TimingConfig(enabled=False)).rows
+    assert rows[0]["verdict"] == "fail" and rows[0]["mismatch_count"] > rows[0]["numel"] // 4
 
 
 @pytest.mark.parametrize("quant2", ["1", "ND", "H"])
