@@ -19,7 +19,10 @@ ACL_FORMAT_FRACTAL_NZ = 29  # aclFormat FRACTAL_NZ (acl_abi.md section 3)
 #: backend mode (option `torch_npu:pcl_zero_seq_starts`): ND paged_cache_load without seq_starts is called with
 #: zeros, so torch_npu passes hasSeqStarts=true; the backend's name carries the mode into every result row
 PCL_ZERO_SEQ_STARTS = "pcl_zero_seq_starts"
-MODES = frozenset({PCL_ZERO_SEQ_STARTS})
+#: backend mode (option `torch_npu:pcl_functional`): NZ paged_cache_load through the functional form, as a user
+#: writes it, to see whether the installed torch_npu still allocates the wrong output shape (known issue)
+PCL_FUNCTIONAL = "pcl_functional"
+MODES = frozenset({PCL_ZERO_SEQ_STARTS, PCL_FUNCTIONAL})
 
 
 @dataclass
@@ -80,6 +83,7 @@ def _bind_paged_cache_load(ad: OpAdapter, api, tensors: dict, params) -> Call:
     # the format without moving memory (ops.md section 4 "NZ layout mapping"). Done here, in
     # prepare, so the cast is never timed.
     tensors = dict(tensors)
+    functional = tensors.pop("_pcl_functional", False)
     cfg = tensors.pop("kv_cache_cfg")
     if cfg == 0:
         cast = ad.resolve(api, "npu_format_cast")
@@ -89,7 +93,8 @@ def _bind_paged_cache_load(ad: OpAdapter, api, tensors: dict, params) -> Call:
         # PagedCacheLoadAtb.cpp:69-70), [T, bs, C0] for an NZ cache, which ATB refuses: it wants [T, H]
         # (paged_cache_load_operation.cpp:128-134, 213-220). Passing key=/value= preallocated as [T, N*D]
         # selects the .out overload (PagedCacheLoadAtb.cpp:95-103), the form that reaches ATB correctly.
-        if tensors.get("context_lens") is not None:   # else the schema reports the missing argument
+        # mode pcl_functional keeps the functional form; without context_lens the schema reports it missing
+        if not functional and tensors.get("context_lens") is not None:
             tensors["key"], tensors["value"] = (_nz_output(tensors[c], tensors["context_lens"],
                                                            bool(tensors.get("cumsum", False)))
                                                 for c in ("key_cache", "value_cache"))
@@ -110,8 +115,11 @@ def _nz_output(cache, context_lens, cumsum: bool):
     return torch.empty((tokens, cache.shape[1] * cache.shape[3]), dtype=cache.dtype, device=cache.device)
 
 
-def _pcl_zero_seq_starts(modes, inputs):
-    """Mode pcl_zero_seq_starts: an ND case without seq_starts gets zeros (same tokens, hasSeqStarts=true)."""
+def _pcl_modes(modes, inputs):
+    """Mode pcl_zero_seq_starts: an ND case without seq_starts gets zeros (same tokens, hasSeqStarts=true).
+    Mode pcl_functional: a marker `_pcl_functional` that the bind consumes (never reaches the call)."""
+    if PCL_FUNCTIONAL in modes:
+        inputs = {**inputs, "_pcl_functional": True}
     if PCL_ZERO_SEQ_STARTS not in modes or inputs.get("seq_starts") is not None or inputs["kv_cache_cfg"] != 1:
         return inputs
     import numpy as np
@@ -206,7 +214,7 @@ def _decline_ascend950(device_name: str) -> str | None:
 ADAPTERS: dict[str, OpAdapter] = {a.op: a for a in (
     OpAdapter("paged_cache_load", "atb.npu_paged_cache_load",
               positional=("key_cache", "value_cache", "block_table", "context_lens"),
-              returns=("key", "value"), bind_fn=_bind_paged_cache_load, workaround=_pcl_zero_seq_starts),
+              returns=("key", "value"), bind_fn=_bind_paged_cache_load, workaround=_pcl_modes),
     OpAdapter("nsa_compress_with_cache", "npu_nsa_compress_infer",
               positional=("input", "weight", "slot_mapping", "compress_block_size", "compress_stride",
                           "page_block_size"),

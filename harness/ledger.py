@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "cases" / "known_issues"
 KINDS = ("xfail", "quarantine", "tolerance")
-KEYS = {"op", "dtype", "case", "where", "kind", "reason", "issue", "limits", "workaround", "negative"}
+KEYS = {"op", "dtype", "case", "where", "kind", "reason", "issue", "limits", "workaround", "negative", "mode"}
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Entry:
     limits: dict = field(default_factory=dict)
     workaround: str | None = None   # a backend mode (option part, e.g. aclnn:pcl_zero_seq_starts) that avoids it
     negative: bool | None = None    # match only negative (True) or only positive (False) cases
+    mode: str | None = None         # applies only to a backend run in this mode (e.g. torch_npu:pcl_functional)
 
     @property
     def where_text(self) -> str:
@@ -91,7 +92,7 @@ class Entry:
         return {"backend": self.backend, "op": self.op, "kind": self.kind, "issue": self.issue,
                 "reason": self.reason, "file": self.file, "dtype": self.dtype, "case": self.case,
                 "where": self.where, "limits": self.limits, "workaround": self.workaround,
-                "negative": self.negative}
+                "negative": self.negative, "mode": self.mode}
 
 
 class Ledger:
@@ -104,7 +105,8 @@ class Ledger:
         base, _, option = backend_name.partition(":")
         modes = set(option.split("+"))
         for e in self.entries:
-            if e.backend == base and e.workaround not in modes and e.matches(spec, case):
+            if (e.backend == base and e.workaround not in modes and (e.mode is None or e.mode in modes)
+                    and e.matches(spec, case)):
                 return e
         return None
 
@@ -282,12 +284,14 @@ def load_file(path: str | os.PathLike) -> list[Entry]:
             raise UsageError(f"{where}: 'limits' only applies to kind = \"tolerance\"")
         if "negative" in item and not isinstance(item["negative"], bool):
             raise UsageError(f"{where}: 'negative' must be true or false (match only negative / positive cases)")
+        if "mode" in item and (not isinstance(item["mode"], str) or not item["mode"].strip()):
+            raise UsageError(f"{where}: 'mode' must name a backend mode (e.g. \"pcl_functional\")")
         if "workaround" in item and (not isinstance(item["workaround"], str) or not item["workaround"].strip()):
             raise UsageError(f"{where}: 'workaround' must name a backend mode (e.g. \"pcl_zero_seq_starts\")")
         out.append(Entry(backend=p.stem, op=item["op"], kind=item["kind"], reason=item["reason"].strip(),
                          issue=item["issue"].strip(), file=str(p), index=i, dtype=item.get("dtype"),
                          case=item.get("case"), where=dict(w), limits=dict(limits),
-                         workaround=item.get("workaround"), negative=item.get("negative")))
+                         workaround=item.get("workaround"), negative=item.get("negative"), mode=item.get("mode")))
     return out
 
 

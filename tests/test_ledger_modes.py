@@ -27,6 +27,7 @@ def _load(tmp_path, extra):
     ('negative = "no"', "'negative' must be true or false"),
     ("workaround = 3", "'workaround' must name a backend mode"),
     ('workaround = ""', "'workaround' must name a backend mode"),
+    ("mode = false", "'mode' must name a backend mode"),
 ])
 def test_bad_values_name_the_key_and_the_entry(tmp_path, extra, message):
     with pytest.raises(UsageError, match=message) as info:
@@ -48,6 +49,15 @@ def test_negative_and_workaround_narrow_the_match(tmp_path):
     assert entry.describe()["workaround"] == "pcl_zero_seq_starts" and entry.describe()["negative"] is False
 
 
+def test_mode_entries_apply_only_in_their_mode(tmp_path):
+    (entry,) = _load(tmp_path, 'mode = "pcl_functional"')
+    spec = registry.op("paged_cache_load")
+    pos = next(c for c in spec.cases("smoke") if not c.negative and c.params["layout"] == "ND")
+    ledger = ledger_mod.Ledger([entry])
+    assert ledger.match(spec, pos, "aclnn") is None
+    assert ledger.match(spec, pos, "aclnn:1+pcl_functional") is entry
+
+
 def test_shipped_entries_load_and_match_positive_nd_cases_without_seq_starts():
     ledger = ledger_mod.load(backends=["aclnn", "torch_npu"])
     assert {e.backend for e in ledger.entries} >= {"aclnn", "torch_npu"}
@@ -55,5 +65,6 @@ def test_shipped_entries_load_and_match_positive_nd_cases_without_seq_starts():
     spec = registry.op("paged_cache_load")
     cases = spec.cases("smoke")
     hit = {c.id for c in cases if ledger.match(spec, c, "aclnn")}
+    assert hit == {c.id for c in cases if ledger.match(spec, c, "torch_npu")}
     want = {c.id for c in cases if not c.negative and c.params["layout"] == "ND" and not c.params["has_seq_starts"]}
     assert hit == want and len(want) >= 10

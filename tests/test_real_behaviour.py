@@ -316,3 +316,21 @@ def test_aclnn_option_errors_name_the_choices():
     with pytest.raises(TypeError, match="neither a device id .* nor a mode"):
         parse_option("zeros")
     assert np.array_equal([parse_option("")[0], parse_option("2")[0]], [0, 2])
+
+
+def test_functional_mode_is_a_row_and_a_known_issue(ns):
+    """Mode pcl_functional calls the functional form as a user writes it: NZ is refused, and the shipped entry
+    (which applies only in that mode) makes it a strict xfail."""
+    spec, case = _pcl_case(layout="NZ")
+    backend = TorchNpuBackend("pcl_functional", api=ns.api)
+    res = _run(ns, backend, spec, case)
+    assert {r["verdict"] for r in res.rows} == {"rejected"}, _explain(res.rows)
+    assert "call AtbPagedCacheLoadGetWorkspaceSize failed" in res.rows[0]["reason"]
+    ledger = ledger_mod.load(backends=["torch_npu"])
+    entry = ledger.match(spec, case, "torch_npu:pcl_functional")
+    assert entry is not None and "PagedCacheLoadAtb.cpp:69-70" in entry.issue
+    assert ledger.match(spec, case, "torch_npu") is None   # the default backend uses .out and passes
+    ledger_mod.apply_entry(entry, res.rows)
+    assert all(r["ok"] for r in res.rows)
+    nd_spec, nd = _pcl_case(layout="ND", has_seq_starts=True)   # ND is fine through the functional form
+    assert {r["verdict"] for r in _run(ns, backend, nd_spec, nd).rows} == {"pass"}
