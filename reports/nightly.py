@@ -33,21 +33,19 @@ def results_table(cases) -> list[dict]:
     rows = []
     order = cases.sort_values(["op", "case_id", "backend"], kind="stable") if len(cases) else cases
     names = ["op", "case_id", "backend", "dtype", "verdict", "ok", "reason", "baseline_ratio", "max_ulp",
-             "latency_median_us", "pct_peak_bw"]
+             "latency_median_us", "pct_peak_bw", "repro"]
     for values in frames.tuples(order, names):
         r = dict(zip(names, values))
         reason = overview.text(r.get("reason"))
         if len(reason) > REASON_CHARS:
             reason = reason[:REASON_CHARS - 1] + "\u2026"
         verdict = str(r["verdict"])
-        if verdict == "pass" and r["ok"]:
-            reason = ""  # a pass restates the policy; the column is for what needs reading
         rows.append({"op": str(r["op"]), "case_id": str(r["case_id"]), "backend": str(r["backend"]),
                      "dtype": overview.text(r.get("dtype")), "verdict": verdict,
                      "cls": "" if r["ok"] and verdict != "warn" else ("warn" if r["ok"] else "unexpected"),
                      "ratio": _n(r.get("baseline_ratio")), "ulp": _n(r.get("max_ulp")),
                      "latency": _n(r.get("latency_median_us"), "{:.1f}"), "peak": _n(r.get("pct_peak_bw")),
-                     "reason": reason})
+                     "reason": reason, "repro": overview.text(r.get("repro"))})
     return rows
 
 

@@ -62,11 +62,17 @@ def accuracy_charts(op: str, rows, backends: list) -> tuple[list, list]:
                              + (" (bitwise equal)" if metric in FALLBACK_METRICS else ""))
                 drawn = True
                 continue
-            groups = {}
+            groups, infinite = {}, []
             for case_id, backend, verdict, dtype, v in frames.tuples(vals, ["case_id", "backend", "verdict", "dtype", metric]):
+                if not math.isfinite(v):  # e.g. a ratio to an exact baseline: named below, not drawn
+                    infinite.append(f"{case_id} [{backend}]")
+                    continue
                 groups.setdefault(str(backend), []).append((float(v), (case_id, backend, verdict, dtype, metric, v)))
             zeros = int((vals[metric] <= 0).sum())
             note = f"{zeros} of {len(vals)} exactly 0, drawn at the axis' 0" if zeros else ""
+            if infinite:
+                note = "; ".join(filter(None, [note, f"{len(infinite)} infinite, not drawn: "
+                                                     + ", ".join(infinite[:5]) + (" ..." if len(infinite) > 5 else "")]))
             out.append(charts.ecdf(f"{op} / {output}: {metric}", label, groups, backends, ref, note, hover=_hover))
             drawn = True
         if not drawn:

@@ -20,8 +20,8 @@ def _f(v, fmt="{:.2f}") -> str:
 
 
 def build(run_dir, history, threshold: float = THRESHOLD) -> dict:
-    from harness import regress
-    from harness.history import expand, latency_series, result_rows
+    from harness import frames, regress
+    from harness.history import expand, latency_series
 
     runs, seen = [], set()
     for r in expand(list(history) + [run_dir]):
@@ -30,7 +30,7 @@ def build(run_dir, history, threshold: float = THRESHOLD) -> dict:
             seen.add(key)
             runs.append(r)
     runs, series = latency_series(runs)
-    repro = {(r["op"], r["case_id"], r["backend"]): r.get("repro") for r in result_rows(runs[-1:])}
+    repro = {key: rows[0].get("repro") for key, rows in frames.by_case(frames.from_runs(runs[-1:])).items()}
     labels = [r.label for r in runs]
     groups, status = {}, {}
     for key, values in series.items():

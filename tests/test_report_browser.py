@@ -43,6 +43,11 @@ def test_first_screen_in_the_dom_after_scripts(page):
     assert [s.attrs["data-filter"] for s in bar.find_all("select")] == ["what"]
     assert bar.find("span", cls="shown").text == "6 of 6 rows"
     assert dom.by_id("results").parent.find("div", cls="filters") is not None
+    # and one copy button per result row, carrying that row's repro command
+    rows = dom.by_id("results").find("tbody").find_all("tr")
+    buttons = [r.find("button", cls="copy") for r in rows]
+    assert len(rows) == 50 and all(b is not None and b.attrs["data-copy"].startswith("python -m harness run")
+                                   for b in buttons)
 
 
 def test_no_request_leaves_the_page(page):

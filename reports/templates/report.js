@@ -105,6 +105,15 @@
     document.body.removeChild(ta);
   }
 
+  // the all-results table carries each repro command on its cell; the buttons are made here
+  // (thousands of rows: the markup stays small)
+  document.querySelectorAll("td[data-copy]").forEach(function (td) {
+    if (!td.dataset.copy) return;
+    var b = document.createElement("button");
+    b.type = "button"; b.className = "copy"; b.textContent = "copy"; b.title = td.dataset.copy;
+    b.dataset.copy = td.dataset.copy;
+    td.appendChild(b);
+  });
   document.querySelectorAll("table.filterable").forEach(addFilters);
   document.querySelectorAll("table.data").forEach(addSorting);
   document.querySelectorAll("button.copy").forEach(function (b) {
