@@ -15,12 +15,14 @@ import pytest
 
 from backends import torch_npu_ops
 from backends.torch_npu import TorchNpuBackend
+from harness import ledger as ledger_mod
 from harness import registry
 from harness.runner import run_case
 from harness.timing import TimingConfig
 from tests.npu_schemas import SchemaNamespace, atb_paged_cache_load_schemas, real_schemas, wheel_dir
 
 NO_TIMING = TimingConfig(enabled=False)
+LEDGER = ledger_mod.load(backends=["torch_npu"])   # the shipped known issues of torch_npu
 ROOT = wheel_dir()
 pytestmark = pytest.mark.skipif(ROOT is None, reason="torch-npu wheel not installed (pip install '.[npu-schemas]')")
 
@@ -90,6 +92,9 @@ def _check_matrix(ns, backend, op, limit=None):
             continue
         before = len(ns.calls)
         res = _run(ns, backend, spec, case)
+        known = LEDGER.match(spec, case, "torch_npu")   # e.g. ATB refusing ND without seq_starts (a real defect)
+        if known is not None:
+            ledger_mod.apply_entry(known, res.rows)
         bad += [r for r in res.rows if not r["ok"] or r["verdict"] == "skipped"]  # no undocumented declines
         called = {path for path, _ in ns.calls[before:]}
         assert called & {ad.api, "npu_rope_quant_kvcache"}, f"{case.id}: the backend never called {ad.api}"
