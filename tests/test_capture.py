@@ -386,3 +386,15 @@ def test_replay_shards_and_resumes_like_any_plan(tmp_path):
     after = load_run(out)[1]
     key = lambda r: (r["case_id"], r["backend"], r["output"])   # noqa: E731
     assert Counter(map(key, after)) == Counter(map(key, before)) and len(before) == 3 * 2
+
+
+def test_a_second_session_in_the_same_directory_overwrites_nothing(tmp_path):
+    torch = pytest.importorskip("torch")
+    mod = _toy_module([])
+    for _ in range(2):                            # same process, same directory, same first call
+        with harness.capture(tmp_path, module=mod):
+            args, kwargs = _compress_args(torch)
+            mod.npu_nsa_compress_infer(*args, **kwargs)
+    assert len(record.find(tmp_path)) == 2 and len(list(tmp_path.glob("capture-*.json"))) == 2
+    planned, report = replay.plan(tmp_path, [registry.op("nsa_compress_with_cache")], "smoke")
+    assert len(planned) == 2 and report["unusable"] == []

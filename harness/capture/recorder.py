@@ -117,7 +117,7 @@ class Capture:
             setattr(parent, attr, original)
         summary = self.summary()
         if self.started is not None:
-            path = self.dir / f"capture-{os.getpid()}.json"
+            path = _fresh(self.dir / f"capture-{os.getpid()}.json")   # a second session of this process keeps both
             path.write_text(json.dumps(summary, indent=1))
             seen = sum(c["seen"] for c in summary["counts"].values())
             log.warning("capture: %d call(s) seen, %d recorded in %s (%s)", seen, self.recorded, self.dir,
@@ -236,7 +236,7 @@ class Capture:
         return None
 
     def _write(self, entry: EntryPoint, p: dict, outcome: str) -> None:
-        rid = f"{entry.op}-p{os.getpid()}-{p['seq']:05d}-{p['sig'][:8]}"
+        rid = _fresh(self.dir / f"{entry.op}-p{os.getpid()}-{p['seq']:05d}-{p['sig'][:8]}").name
         manifest = {
             "id": rid, "op": entry.op, "api": entry.api, "source": "capture",
             "arguments": [n for n in p["names"] if n not in entry.outputs_only],
@@ -250,6 +250,22 @@ class Capture:
         with self._lock:
             self.bytes += written - p["reserved"]
             self.counts[entry.api]["recorded"] += 1
+
+
+_fresh_lock = threading.Lock()
+
+
+def _fresh(path: Path) -> Path:
+    """`path`, or `path` with -2, -3, ... before the suffix when it exists (an earlier session in the same
+    directory): a record or summary is never overwritten. The name is claimed by creating it."""
+    with _fresh_lock:
+        n, candidate = 1, path
+        while candidate.exists():
+            n += 1
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if not candidate.suffix:
+            candidate.mkdir(parents=True)
+        return candidate
 
 
 def capture(directory, ops=None, max_calls: int = DEFAULT_MAX_CALLS, sample: int = 1, per_signature: int = 1,
