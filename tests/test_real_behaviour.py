@@ -334,3 +334,24 @@ def test_functional_mode_is_a_row_and_a_known_issue(ns):
     assert all(r["ok"] for r in res.rows)
     nd_spec, nd = _pcl_case(layout="ND", has_seq_starts=True)   # ND is fine through the functional form
     assert {r["verdict"] for r in _run(ns, backend, nd_spec, nd).rows} == {"pass"}
+
+
+def test_task_queue_setting_is_read_like_torch_npu(monkeypatch):
+    from backends.torch_npu_env import task_queue_enabled, task_queue_note
+
+    monkeypatch.delenv("TASK_QUEUE_ENABLE", raising=False)
+    assert task_queue_enabled() and "default 1" in task_queue_note() and runtime.TaskQueue().enabled
+    monkeypatch.setenv("TASK_QUEUE_ENABLE", "2")
+    assert task_queue_enabled() and "TASK_QUEUE_ENABLE=2" in task_queue_note()
+    monkeypatch.setenv("TASK_QUEUE_ENABLE", "0")
+    assert not task_queue_enabled() and "raise at the call" in task_queue_note() and not runtime.TaskQueue().enabled
+
+
+def test_torch_npu_options_split_device_and_modes():
+    from backends.torch_npu import parse_option
+    from harness.errors import UsageError
+
+    assert parse_option("1+pcl_zero_seq_starts") == ("npu:1", frozenset({"pcl_zero_seq_starts"}))
+    assert parse_option("pcl_functional") == ("npu:0", frozenset({"pcl_functional"}))
+    with pytest.raises(UsageError, match="or a mode"):
+        parse_option("zeros")
