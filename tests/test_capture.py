@@ -170,6 +170,7 @@ def test_capture_failure_is_counted_and_the_call_still_runs(tmp_path):
     assert float(out.max()) == 1.0
     s = cap.summary()
     assert s["counts"]["npu_nsa_compress_infer"]["failed"] == 1 and "cannot be recorded" in s["failures"][0]["reason"]
+    assert s["recorded"] == 0 and s["bytes"] == 0 and cap.signatures[next(iter(cap.signatures))] == 0   # given back
     assert set(cap.missing) == set(ENTRY_POINTS) - {"npu_nsa_compress_infer"}   # reported, not silently absent
 
 

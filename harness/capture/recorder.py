@@ -159,6 +159,7 @@ class Capture:
                     try:
                         self._write(entry, pending, outcome)
                     except Exception as exc:
+                        self._release(pending["key"], pending["reserved"])
                         self._fail(entry, exc)
 
         wrapper.__wrapped__ = original
@@ -208,6 +209,20 @@ class Capture:
                 seq = self._seq
         if reason:
             return self._skip(entry, reason)
+        try:
+            return self._snapshot(entry, bound, tensors, attrs, formats, key, seq, index, size)
+        except BaseException:
+            self._release(key, size)
+            raise
+
+    def _release(self, key, size) -> None:
+        """Give back what a record that was not written had reserved (its slot, its bytes, its signature)."""
+        with self._lock:
+            self.signatures[key] -= 1
+            self.recorded -= 1
+            self.bytes -= size
+
+    def _snapshot(self, entry, bound, tensors, attrs, formats, key, seq, index, size) -> dict:
         host = {k: hostcopy.to_host(bound[k]) for k in tensors}
         site, stack = _call_site()
         omitted = {k: "preallocated output buffer of the .out overload, not an input of the op"
@@ -215,7 +230,7 @@ class Capture:
         sig = hostcopy.signature(entry.api, tensors, attrs, formats)
         meta = {k: {"format": formats[k], "contiguous": bool(bound[k].is_contiguous())} for k in tensors}
         device_name = self._device_name(bound, tensors)
-        return {"seq": seq, "index": index, "sig": sig, "host": host, "attrs": attrs, "meta": meta,
+        return {"seq": seq, "index": index, "sig": sig, "key": key, "host": host, "attrs": attrs, "meta": meta,
                 "names": list(bound), "site": site, "stack": stack, "omitted": omitted, "reserved": size,
                 "devices": sorted({str(bound[k].device) for k in tensors}), "device_name": device_name}
 
