@@ -206,3 +206,19 @@ def test_report_into_a_directory_being_written_is_refused(good_run, tmp_path, ca
         assert main(["report", str(d)]) == 2
     assert f"{d}: locked by another writer (pid {os.getpid()} " in capsys.readouterr().err
     assert main(["report", str(d), "-o", str(tmp_path / "elsewhere.html")]) == 0  # reading needs no lock
+
+
+def test_a_pytest_session_into_a_directory_being_written_is_refused(tmp_path):
+    from harness import rundir
+
+    d = tmp_path / "d"
+    env = _env()
+    for v in ("ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "CI"):
+        env.pop(v, None)
+    with rundir.claim_new(d):  # another writer holds d
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_matrix.py",
+                            "--ops", "paged_cache_load", "--backends", "numpy", "-k", "base", "--opdiff-out", str(d)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert sorted(x.name for x in d.iterdir()) == [rundir.LOCK_NAME]  # the refused session wrote nothing
+    assert p.returncode == 4, p.stdout + p.stderr  # pytest's usage error
+    assert f"{d}: locked by another writer (pid {os.getpid()} " in p.stdout + p.stderr
