@@ -399,3 +399,15 @@ def test_a_second_session_in_the_same_directory_overwrites_nothing(tmp_path):
     assert len(record.find(tmp_path)) == 2 and len(list(tmp_path.glob("capture-*.json"))) == 2
     planned, report = replay.plan(tmp_path, [registry.op("nsa_compress_with_cache")], "smoke")
     assert len(planned) == 2 and report["unusable"] == []
+
+
+def test_replayed_case_params_carry_the_records_content_digest(tmp_path):
+    spec, _ = _records_of(tmp_path, n=2)
+    (a, b) = [c.params["replay_sha1"] for _, c in replay.plan(tmp_path, [spec], "smoke")[0]]
+    assert a != b and len(a) == 40
+    t = tmp_path / "r0" / record.TENSORS
+    data = bytearray(t.read_bytes())
+    data[-1] ^= 1                                  # same shapes, one bit of data changed
+    t.write_bytes(bytes(data))
+    (a2, b2) = [c.params["replay_sha1"] for _, c in replay.plan(tmp_path, [spec], "smoke")[0]]
+    assert a2 != a and b2 == b

@@ -14,6 +14,7 @@ runs the same in-process, in an isolated worker, under --shard and --resume.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .infer import Unusable, infer
 log = logging.getLogger(__name__)
 
 PARAM = "replay_record"     # case param: the record directory whose tensors are the case's inputs
+DIGEST = "replay_sha1"      # case param: sha1 of the record's manifest and tensor file
 ORIGIN = "replay"
 
 
@@ -80,10 +82,19 @@ def plan(root, specs, tier: str) -> tuple[list, dict]:
         seen.add(case_id)
         for b in broken:
             report["findings"].append({"record": str(path), "case_id": case_id, **b})
-        params = dict(params, **{PARAM: str(path.resolve())})
+        # the record's content digest: a result (or a stored golden) keyed by the params is keyed by the data
+        params = dict(params, **{PARAM: str(path.resolve()), DIGEST: _digest(path, rec)})
         out.append((spec, Case(spec.name, case_id, params, ORIGIN, broken[0]["constraint"] if broken else None, tier)))
     report["cases"] = len(out)
     return out, report
+
+
+def _digest(path: Path, rec) -> str:
+    h = hashlib.sha1((path / record_mod.MANIFEST).read_bytes())
+    with open(path / rec.manifest.get("tensor_file", record_mod.TENSORS), "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 _cache: dict = {}
