@@ -18,7 +18,9 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 W, H = 660, 300
 MAX_MARKERS, TAIL_MARKERS = 60, 20    # hover markers per ECDF series: the page stays small for big runs
 BIN_PX = 3                            # scatter points closer than this share one marker
-M_LEFT, M_RIGHT, M_TOP, M_BOTTOM = 62, 14, 30, 46
+M_LEFT, M_RIGHT, M_TOP, M_BOTTOM = 62, 14, 44, 46
+LEGEND_Y = 31          # the legend runs in a row under the title, outside the plot, so it hides no data
+CHAR_PX = 6.4          # width of a legend character at 11 px
 
 
 @dataclass
@@ -55,6 +57,20 @@ class Chart:
     @property
     def plot_box(self):
         return M_LEFT, M_TOP, self.width - M_RIGHT, self.height - M_BOTTOM
+
+    @property
+    def legend(self) -> tuple[list, int]:
+        """([(x, colour, label)] that fit in one row, how many named series did not fit)."""
+        out, x = [], float(M_LEFT)
+        named = [s for s in self.series if s.name]
+        for i, s in enumerate(named):
+            label = s.name if len(s.name) <= 48 else s.name[:47] + "\u2026"
+            width = 16 + CHAR_PX * len(label) + 14
+            if x + width > self.width - M_RIGHT - (90 if i + 1 < len(named) else 0):
+                return out, len(named) - i
+            out.append((round(x, 1), s.colour, label))
+            x += width
+        return out, 0
 
 
 def colour(backends: list, name: str) -> str:
