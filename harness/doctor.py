@@ -195,7 +195,8 @@ def torch_npu_lines() -> list[Line]:
 
 
 def environment(backends) -> list[Line]:
-    """Every environment line; nothing here raises (a check that breaks reports itself as missing)."""
+    """Every environment line; nothing here raises (a check that breaks reports itself as missing). Lines name
+    the device backends that need them; other backends (numpy, torch, plugins) need none of these."""
     lines: list[Line] = []
     try:
         cann, loaded = cann_lines()
@@ -210,11 +211,6 @@ def environment(backends) -> list[Line]:
         lines += torch_npu_lines()
     except Exception as exc:
         lines.append(Line("torch_npu checks", "missing", f"{type(exc).__name__}: {exc}", ("torch_npu",)))
-    for b in backends:
-        base = b.partition(":")[0]
-        for line in lines:
-            if line.needed_by == DEVICE_BACKENDS and base not in DEVICE_BACKENDS:
-                line.needed_by = line.needed_by + (base,)
     return lines
 
 
