@@ -120,9 +120,12 @@ def from_runs(runs, params: bool = False):
     from .results import load_run
 
     pd = _pd()
-    parts = []
-    seen = set()
-    for i, run in enumerate(r for r in runs if not (str(r.path.resolve()) in seen or seen.add(str(r.path.resolve())))):
+    parts, seen, unique = [], set(), []
+    for r in runs:
+        if str(r.path.resolve()) not in seen:
+            seen.add(str(r.path.resolve()))
+            unique.append(r)
+    for i, run in enumerate(unique):
         meta, rows = load_run(run.path)
         if not rows:  # an empty run adds no rows (and an empty frame has no columns to fill)
             continue
