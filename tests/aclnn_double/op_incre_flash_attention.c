@@ -95,6 +95,10 @@ static aclError run(void *p) {
                 if (k->qs2) {
                     int per = opdiff_double_numel(k->qs2) > 1;
                     y = y * dbl_load(k->qs2, per ? c : 0) + (k->qo2 ? dbl_load(k->qo2, per ? c : 0) : 0.0);
+                    /* PostQuant (ops.md#5 "Output quant"): y is cast to half, then to int8 with CAST_ROUND, ties
+                     * away from zero (not the rint of the int8 store); saturation follows in dbl_store */
+                    double h = (double)(_Float16)y;
+                    y = h < 0 ? -floor(-h + 0.5) : floor(h + 0.5);
                 }
                 dbl_store(k->out, i, y);
             }
