@@ -139,11 +139,11 @@ def _fmt(v: float) -> str:
     if v == 0:
         return "0"
     a = abs(v)
+    if a >= 1e15 or a < 1e-3:  # beyond the SI prefixes we use: plain exponent
+        return f"{v:.0e}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
     for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if a >= scale:  # bytes and FLOPs read better as 20k, 5M than as 2e+04, 5e+06
             return f"{v / scale:.3g}{suffix}"
-    if a < 1e-3:
-        return f"{v:.0e}".replace("e-0", "e-")
     return f"{v:.4g}"
 
 
