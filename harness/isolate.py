@@ -291,7 +291,7 @@ def _serve(inp, out) -> None:
                                          msg["tier"], msg["seed"])
                     _answer(out, {"rows": rows, "samples": []})
                     continue
-                last = (key, inputs, References(spec, case, inputs))
+                last = (key, inputs, References(spec, case, inputs, msg["seed"]))
             rows, samples = _run_one(spec, case, backend, last[1], last[2], msg["tier"], msg["seed"], timing)
             _answer(out, {"rows": rows, "samples": samples})
         except Exception as exc:  # keep serving: one bad request must not end the worker

@@ -29,6 +29,7 @@ RESULT_COLUMNS = (
     "latency_median_us",
     "latency_iqr_us", "latency_p20_us", "latency_p80_us", "latency_min_us", "n_samples", "timing_mode",
     "bytes", "flops", "gbps", "tflops", "tier", "seed", "repro",
+    "golden_source", "baseline_source",  # "store" / "computed" (harness.golden_store), None when unused
 )
 SAMPLE_COLUMNS = ("run_id", "op", "case_id", "backend", "sample_index", "latency_us")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import golden_store
 from .compare import METRIC_KEYS, compare
 from .dtypes import cast, name_of
 from .errors import ConstraintViolation, Declined, Rejected
@@ -60,16 +61,22 @@ class CaseResult:
 class References:
     """Lazily computed golden and baseline outputs of one case, shared by all backends."""
 
-    def __init__(self, spec: OpSpec, case: Case, inputs: dict):
+    def __init__(self, spec: OpSpec, case: Case, inputs: dict, seed: int | None = None, store=None):
         self.spec, self.case, self.inputs = spec, case, inputs
         self._golden = self._baseline = None
         self._baseline_error: str | None = None
+        # a golden store (harness.golden_store) is keyed by the seed; without one, nothing is stored
+        self.seed = seed
+        self.store = store if store is not None else (golden_store.from_env() if seed is not None else None)
+        self.golden_source = self.baseline_source = None  # "store" or "computed", once used
 
     def golden(self) -> dict:
         if self._golden is None:
             from . import registry
 
-            self._golden = registry.backend("numpy").golden(self.spec, self.case, self.inputs)
+            self._golden, self.golden_source = golden_store.through(
+                self.store, golden_store.golden_key, self.spec, self.case, self.seed,
+                lambda: registry.backend("numpy").golden(self.spec, self.case, self.inputs))
         return self._golden
 
     def baseline(self) -> dict | None:
@@ -81,7 +88,9 @@ class References:
             if why:
                 self._baseline_error = why
             else:
-                self._baseline = b.run(self.spec, self.case, self.inputs)
+                self._baseline, self.baseline_source = golden_store.through(
+                    self.store, golden_store.baseline_key, self.spec, self.case, self.seed,
+                    lambda: b.run(self.spec, self.case, self.inputs))
         return self._baseline
 
 
@@ -127,7 +136,7 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
         for b in backends:
             result.rows += _verdict_rows(spec, case, b.name, "error", reason, tier, seed)
         return _hooked(spec, case, result)
-    refs = References(spec, case, inputs)
+    refs = References(spec, case, inputs, seed)
     for b in backends:
         rows, samples = _run_one(spec, case, b, inputs, refs, tier, seed, timing)
         result.rows += rows
@@ -240,6 +249,7 @@ def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> 
                 b_r = None if base is None else base[region.mask]
             c = compare(a_r, g_r, region.rule, want_dtype, b_r)
             r.update(c.metrics)
-            r.update(verdict=c.verdict, reason=c.reason, ok=c.verdict in GOOD_POSITIVE)
+            r.update(verdict=c.verdict, reason=c.reason, ok=c.verdict in GOOD_POSITIVE,
+                     golden_source=refs.golden_source, baseline_source=refs.baseline_source if base is not None else None)
             rows.append(r)
     return rows

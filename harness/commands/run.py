@@ -33,6 +33,9 @@ def add_parser(sub):
                                                    "`capture`, `import-msprobe`) instead of the derived matrix")
     p.add_argument("--fail-on", choices=FAIL_ON, default="fail",
                    help="least severe verdict that makes the exit code 1: fail (default) or warn")
+    p.add_argument("--golden-store", metavar="DIR",
+                   help="read goldens and baselines from this store (harness.golden_store; `golden build` fills "
+                        "one), computing and adding any that are missing or bad")
     execute.add_options(p)
     p.add_argument("--cache", choices=("auto", "cold", "hot"), default="auto",
                    help="cache state per latency sample: cold flushes an L2-sized buffer first (default on "
@@ -91,6 +94,7 @@ def _run(args, old_meta, done, lock) -> int:
             "tier": args.tier, "seed": args.seed, "env": fingerprint(devices),
             "availability": {b.name: b.available().reason or "available" for b in backends}}
     timing = TimingConfig(enabled=False) if args.no_timing else TIER_TIMING[args.tier].with_cache(args.cache)
+    store = _golden_store(args)
     ex = execute.Executor(specs, backends, args, timing)
     meta.update(plan_args=execute.plan_args(args), shard=args.shard, plan_total=plan_total, **ex.describe())
     if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
@@ -119,11 +123,28 @@ def _run(args, old_meta, done, lock) -> int:
     summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
     if replay_report is not None:
         summary["replay"] = replay_report
+    if store is not None:  # this process's reads; rows say per output where its golden came from
+        summary["golden_store"] = store.summary()
     if start_canary is not None:
         summary["canary"] = canary.record(start_canary, canary.probe())
     writer.finish(summary)
     _print_summary(table, failures, args.out, meta.get("availability", {}))
     return 1 if failures else 0
+
+
+def _golden_store(args):
+    """The run's golden store, named in the environment too so that isolated workers share it."""
+    if not getattr(args, "golden_store", None):
+        return None
+    import os
+
+    from .. import golden_store
+
+    path = os.path.abspath(args.golden_store)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--golden-store {args.golden_store}: exists and is not a directory")
+    os.environ[golden_store.ENV] = path
+    return golden_store.from_env()
 
 
 def _tally(rows, table, failures, fail_on="fail") -> None:

@@ -1,0 +1,91 @@
+"""`golden build|verify`: fill a golden store on a CPU machine, or check every entry of one.
+
+    python -m harness golden build --tier nightly --store DIR [--ops NAMES] [--seed N] [--jobs N] [--case GLOB]
+    python -m harness golden verify --store DIR
+
+A store built here is read by `run --golden-store DIR` on the NPU nodes (copy DIR there, as Ascend's
+ST flow ships its golden data). Exit codes: 0 all good, 1 some golden failed or an entry is bad,
+2 usage error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .. import golden_build, golden_store, registry
+from ..errors import UsageError
+from ..spec import TIERS
+
+
+def add_parser(sub):
+    p = sub.add_parser("golden", help="build or verify a golden store (float64 goldens and baselines)")
+    gsub = p.add_subparsers(dest="golden_command", metavar="ACTION")
+    gsub.required = True
+    b = gsub.add_parser("build", help="compute the goldens (and baselines) of a tier into a store")
+    b.add_argument("--store", required=True, help="store directory (created if missing)")
+    b.add_argument("--tier", default="nightly", choices=TIERS, help="case matrix (default nightly)")
+    b.add_argument("--ops", default="all", help="comma list of operators, or all (default)")
+    b.add_argument("--seed", type=int, default=0, help="input data seed (default 0; must match the run's)")
+    b.add_argument("--case", action="append", default=[], metavar="GLOB", help="only cases whose id matches")
+    b.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="processes (default: one per CPU core; 1 builds in this process)")
+    b.add_argument("--shard", metavar="I/N", help="build only shard I of N (what each --jobs process does)")
+    b.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    b.set_defaults(func=build_main)
+    v = gsub.add_parser("verify", help="check every entry's checksums; list the bad ones")
+    v.add_argument("--store", required=True, help="store directory")
+    v.set_defaults(func=verify_main)
+
+
+def build_main(args) -> int:
+    names = registry.parse_names(args.ops, "op", registry.op_names())
+    specs = [registry.op(n) for n in names]
+    jobs = args.jobs or os.cpu_count() or 1
+    if jobs < 0:
+        raise UsageError(f"--jobs {args.jobs}: give a positive number of processes")
+    if args.shard and jobs > 1 and args.jobs:
+        raise UsageError("--shard builds one shard in this process; drop --jobs")
+    if jobs > 1 and not args.shard:
+        tail = ["--store", args.store, "--tier", args.tier, "--ops", ",".join(names), "--seed", str(args.seed)]
+        for g in args.case:
+            tail += ["--case", g]
+        summary = golden_build.build_parallel(tail, jobs)
+    else:
+        store = golden_store.GoldenStore(args.store)
+        summary = golden_build.build(specs, args.tier, args.seed, store, args.shard, args.case)
+        summary["shards_failed"] = []
+    if args.json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    else:
+        _write_summary(summary, args, jobs)
+    return 1 if summary["failures"] or summary["shards_failed"] else 0
+
+
+def _write_summary(s, args, jobs) -> None:
+    w = sys.stdout
+    c, st = s["counts"], s["store"]
+    w.write(f"golden store {args.store}: tier {args.tier}, seed {args.seed}, {s['cases']} positive case(s), "
+            f"{jobs} process(es)\n")
+    w.write(f"  goldens:   {c.get('golden_store', 0)} already stored, {c.get('golden_computed', 0)} computed\n")
+    w.write(f"  baselines: {c.get('baseline_store', 0)} already stored, {c.get('baseline_computed', 0)} computed, "
+            f"{c.get('baseline_unavailable', 0)} unavailable\n")
+    w.write(f"  entries written {st.get('write', 0)}; bad entries replaced: {st.get('corrupt', 0)} corrupt, "
+            f"{st.get('stale', 0)} stale; not storable {st.get('unstorable', 0)}\n")
+    for f in s["failures"][:20]:
+        w.write(f"  FAILED {f['op']}/{f['case_id']}: {f['error']}\n")
+    if len(s["failures"]) > 20:
+        w.write(f"  ... and {len(s['failures']) - 20} more failures\n")
+    for f in s["shards_failed"]:
+        w.write(f"  shard {f['shard']} died (exit {f['exit']}): {f['output']}\n")
+
+
+def verify_main(args) -> int:
+    if not os.path.isdir(args.store):
+        raise UsageError(f"--store {args.store}: no such directory")
+    r = golden_build.verify(args.store)
+    w = sys.stdout
+    w.write(f"golden store {args.store}: {r['ok']} good entr{'y' if r['ok'] == 1 else 'ies'}, {len(r['bad'])} bad\n")
+    for b in r["bad"]:
+        w.write(f"  {b['file']}: {b['problem']}\n")
+    return 1 if r["bad"] else 0
