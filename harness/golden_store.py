@@ -296,6 +296,14 @@ def entries(root: str | os.PathLike):
 _env_stores: dict[str, GoldenStore] = {}
 
 
+def activate(path: str) -> GoldenStore:
+    """Name `path` as this process's store (and its children's, through the environment), with fresh counts."""
+    os.environ[ENV] = path
+    with _lock:
+        _env_stores[path] = GoldenStore(path)
+        return _env_stores[path]
+
+
 def from_env() -> GoldenStore | None:
     """The process's store named by OPDIFF_GOLDEN_STORE (one instance per path, so counts add up)."""
     path = os.environ.get(ENV)

@@ -15,7 +15,7 @@ from ..spec import TIERS
 from ..timing import TIER_TIMING, TimingConfig
 from ..verdicts import FAIL_ON, is_failure
 
-VERDICTS = ("pass", "warn", "fail", "error", "rejected", "skipped", "crash", "timeout")
+VERDICTS = ("pass", "warn", "fail", "nondeterministic", "error", "rejected", "skipped", "crash", "timeout")
 
 
 def add_parser(sub):
@@ -143,8 +143,7 @@ def _golden_store(args):
     path = os.path.abspath(args.golden_store)
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--golden-store {args.golden_store}: exists and is not a directory")
-    os.environ[golden_store.ENV] = path
-    return golden_store.from_env()
+    return golden_store.activate(path)
 
 
 def _tally(rows, table, failures, fail_on="fail") -> None:
