@@ -66,7 +66,7 @@ def _typed(df):
             df[col] = df[col].astype("string")
     # a row without ok (older runs) counts as its verdict says: only fail and worse are unexpected
     ok = df["ok"].astype("boolean")
-    df["ok"] = ok.fillna(~df["verdict"].isin(["fail", "error", "timeout", "crash"])).astype(bool)
+    df["ok"] = ok.fillna(~df["verdict"].isin(["fail", "nondeterministic", "error", "timeout", "crash"])).astype(bool)
     df["negative"] = df["negative"].astype("boolean").fillna(False).astype(bool)
     for col in [*METRIC_KEYS, *NUMBERS]:
         if col in df.columns and col not in _NON_NUMERIC_METRICS:

@@ -179,8 +179,11 @@ class IsolatedRunner:
     """Runs cases of selected backends in a worker process; replaces the worker after a crash or timeout."""
 
     def __init__(self, backends: list, tier: str, seed: int, timing=None, timeout: float | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, checks=None):
+        from .devcheck import Checks
+
         self.backends, self.tier, self.seed = list(backends), tier, seed
+        self.checks = checks or Checks()  # repeated launches and front-end pairs run inside the worker
         self.timing = None if timing is None else dataclasses.asdict(timing)
         self.timeout = timeout
         self.env = env
@@ -195,12 +198,42 @@ class IsolatedRunner:
             rows, samples = self._one(spec, case, b)
             result.rows += rows
             result.samples += samples
+        if self.checks.pairs and not case.negative:
+            result.rows += self._pairs(spec, case)
         return result
 
+    def _pairs(self, spec, case) -> list[dict]:
+        """Front-end pair rows (harness.devcheck), computed by the worker from the outputs it still holds."""
+        from .devcheck import pair_groups, pair_rows
+
+        members = {b.name: b for pair in pair_groups(self.backends) for b in pair}
+        if not members:
+            return []
+        msg = self._message(spec, case, next(iter(members.values())))
+        msg["pairs"] = [backend_ref(b) for b in members.values()]
+        try:
+            if self._worker is None:
+                raise WorkerDied("no worker holds this case's outputs (the last one died)")
+            answer = self._worker.request(msg, self.timeout)
+        except (WorkerTimeout, WorkerDied) as exc:
+            if isinstance(exc, WorkerTimeout):
+                self._worker.kill()
+                self._worker = None
+            return pair_rows(spec, case, list(members.values()), {}, self.tier, self.seed,
+                             {n: f"isolated worker: {exc or 'timeout'}" for n in members})
+        if "error" in answer:
+            return pair_rows(spec, case, list(members.values()), {}, self.tier, self.seed,
+                             {n: f"isolated worker: {answer['error']}" for n in members})
+        return answer["rows"]
+
+    def _message(self, spec, case, backend) -> dict:
+        return {"op": spec.name, "case_id": case.id, "case_tier": case.tier, "params": case.params_json(),
+                "origin": case.origin, "violates": case.violates, "backend": backend_ref(backend),
+                "tier": self.tier, "seed": self.seed, "timing": self.timing,
+                "determinism": self.checks.determinism}
+
     def _one(self, spec, case, backend):
-        msg = {"op": spec.name, "case_id": case.id, "case_tier": case.tier, "params": case.params_json(),
-               "origin": case.origin, "violates": case.violates, "backend": backend_ref(backend),
-               "tier": self.tier, "seed": self.seed, "timing": self.timing}
+        msg = self._message(spec, case, backend)
         if self._worker is None:
             self._worker = _Worker(self.env)
             self.workers_started += 1
@@ -265,11 +298,13 @@ def _find_case(spec, msg: dict, cache: dict):
 
 def _serve(inp, out) -> None:
     from . import registry
+    from .devcheck import Checks, pair_rows
     from .runner import References, _run_one
     from .timing import TimingConfig
 
     backends, cases = {}, {}
     last = (None, None, None)  # (key, inputs, refs): reuse golden/baseline across backends of a case
+    outputs: dict = {}         # backend name -> outputs of the case in `last`, for the front-end pairs
     out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     out.flush()
     for line in inp:
@@ -279,6 +314,11 @@ def _serve(inp, out) -> None:
         try:
             spec = registry.op(msg["op"])
             case = _find_case(spec, msg, cases)
+            if "pairs" in msg:  # after every backend of the case ran: compare the outputs held here
+                members = [_make_backend(ref, backends) for ref in msg["pairs"]]
+                held = outputs if last[0] == (spec.name, case.id, msg["seed"]) else {}
+                _answer(out, {"rows": pair_rows(spec, case, members, held, msg["tier"], msg["seed"])})
+                continue
             backend = _make_backend(msg["backend"], backends)
             timing = TimingConfig(**msg["timing"]) if msg["timing"] else TimingConfig(enabled=False)
             key = (spec.name, case.id, msg["seed"])
@@ -292,7 +332,9 @@ def _serve(inp, out) -> None:
                     _answer(out, {"rows": rows, "samples": []})
                     continue
                 last = (key, inputs, References(spec, case, inputs, msg["seed"]))
-            rows, samples = _run_one(spec, case, backend, last[1], last[2], msg["tier"], msg["seed"], timing)
+                outputs = {}
+            rows, samples = _run_one(spec, case, backend, last[1], last[2], msg["tier"], msg["seed"], timing,
+                                     checks=Checks(determinism=msg.get("determinism"), pairs=False), sink=outputs)
             _answer(out, {"rows": rows, "samples": samples})
         except Exception as exc:  # keep serving: one bad request must not end the worker
             _answer(out, {"error": f"{type(exc).__name__}: {exc}"})

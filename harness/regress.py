@@ -28,6 +28,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .verdicts import VERDICT_ORDER  # one vocabulary (harness.verdicts); re-exported for rowcheck
+
 SAME, FASTER, SLOWER, AMBIGUOUS = "SAME", "FASTER", "SLOWER", "AMBIGUOUS"
 DEFAULT_FLOOR = 0.05   # 5%: the default effect floor; asv uses 10%, nvbench's clear gap is 0.5%
 DEFAULT_ALPHA = 0.05   # one-sided, on run medians: with 3 vs 3 runs only complete separation reaches it
@@ -196,7 +198,6 @@ def apply_canary(v: PerfVerdict, ratio: float | None, fraction: float = CANARY_F
 
 
 # ---- accuracy -----------------------------------------------------------------------------------
-VERDICT_ORDER = ("pass", "skipped", "rejected", "warn", "fail", "error", "timeout", "crash")
 ERROR_METRICS = ("baseline_ratio", "max_ulp", "max_rel_err", "max_abs_err")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import golden_store
+from . import devcheck, golden_store
 from .compare import METRIC_KEYS, compare
 from .dtypes import cast, name_of
 from .errors import ConstraintViolation, Declined, Rejected
@@ -126,8 +126,10 @@ def _hooked(spec, case, result):
 
 
 def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed: int = 0,
-             timing: TimingConfig | None = None) -> CaseResult:
+             timing: TimingConfig | None = None, checks: devcheck.Checks | None = None) -> CaseResult:
+    """`checks`: repeated launches and front-end pairs (harness.devcheck; default: the tier's)."""
     timing = timing or TIER_TIMING[tier]
+    checks = checks or devcheck.Checks()
     result = CaseResult()
     try:
         inputs = spec.make_inputs(case, seed)
@@ -137,14 +139,17 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
             result.rows += _verdict_rows(spec, case, b.name, "error", reason, tier, seed)
         return _hooked(spec, case, result)
     refs = References(spec, case, inputs, seed)
+    outputs: dict = {}   # backend name -> outputs, for the front-end pairs
     for b in backends:
-        rows, samples = _run_one(spec, case, b, inputs, refs, tier, seed, timing)
+        rows, samples = _run_one(spec, case, b, inputs, refs, tier, seed, timing, checks=checks, sink=outputs)
         result.rows += rows
         result.samples += samples
+    if checks.pairs:
+        result.rows += devcheck.pair_rows(spec, case, backends, outputs, tier, seed)
     return _hooked(spec, case, result)
 
 
-def _run_one(spec, case, backend, inputs, refs, tier, seed, timing):
+def _run_one(spec, case, backend, inputs, refs, tier, seed, timing, checks=None, sink=None):
     avail = backend.available()
     if not avail:
         return _verdict_rows(spec, case, backend.name, "skipped", f"unavailable: {avail.reason}", tier, seed), []
@@ -168,12 +173,17 @@ def _run_one(spec, case, backend, inputs, refs, tier, seed, timing):
     if case.negative:
         return _verdict_rows(spec, case, backend.name, "fail",
                              f"negative case (breaks {case.violates!r}) ran without rejection", tier, seed), []
+    if sink is not None:
+        sink[backend.name] = outputs
     try:
         rows = _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed)
     except Exception as exc:
         log.debug("reference failed on %s/%s:\n%s", spec.name, case.id, traceback.format_exc())
-        return _verdict_rows(spec, case, backend.name, "error",
-                             f"reference failed: {type(exc).__name__}: {exc}", tier, seed), []
+        rows = _verdict_rows(spec, case, backend.name, "error", f"reference failed: {type(exc).__name__}: {exc}",
+                             tier, seed)
+        return rows + _determinism(spec, case, backend, inputs, outputs, checks, tier, seed), []
+    # repeated launches after the golden comparison, before timing: rows of their own (determinism:<backend>)
+    extra = _determinism(spec, case, backend, inputs, outputs, checks, tier, seed)
     m = _time(spec, case, backend, inputs, timing)
     samples = m.samples
     stats = summarize(samples)
@@ -190,7 +200,14 @@ def _run_one(spec, case, backend, inputs, refs, tier, seed, timing):
                  **percent_of_peak(peak, gbps, tflops, r.get("dtype")))
     sample_rows = [{"op": spec.name, "case_id": case.id, "backend": backend.name, "sample_index": i,
                     "latency_us": s} for i, s in enumerate(samples)]
-    return rows, sample_rows
+    return rows + extra, sample_rows
+
+
+def _determinism(spec, case, backend, inputs, outputs, checks, tier, seed) -> list[dict]:
+    launches = checks.launches(backend, tier) if checks is not None else 1
+    if launches < 2:
+        return []
+    return devcheck.determinism_rows(spec, case, backend, inputs, outputs, launches, tier, seed)
 
 
 def _time(spec, case, backend, inputs, timing) -> Measurement:

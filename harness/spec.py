@@ -254,6 +254,8 @@ class OpSpec:
     named:       official shapes and kernel pins (`Named`), validated against the constraints.
     optional_params: params a case may carry that `complete` never fills (explicit data of a named
                  case, e.g. per-batch lengths); any other unknown param of a named case is an error.
+    nondeterministic: None, or why the op's documents say repeated runs may differ (cite the clause);
+                 exempts it from `run --determinism` (harness.devcheck), its rows say so.
     """
 
     name: str
@@ -273,6 +275,7 @@ class OpSpec:
     perf_floor: float | None = None
     named: tuple[Named, ...] = ()
     optional_params: tuple[str, ...] = ()
+    nondeterministic: str | None = None
     tiers: Mapping[str, TierPlan] = field(default_factory=lambda: {
         "smoke": TierPlan(sample=2), "nightly": TierPlan(sample=12), "full": TierPlan(sample=24, hypothesis=25)})
 

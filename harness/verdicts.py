@@ -5,7 +5,8 @@ and `--fail-on warn` (run, pytest) makes it a failure for teams that want it.
 """
 from __future__ import annotations
 
-VERDICT_ORDER = ("pass", "skipped", "rejected", "warn", "fail", "error", "timeout", "crash")
+# nondeterministic: a device result that changed between launches on the same inputs (harness.devcheck)
+VERDICT_ORDER = ("pass", "skipped", "rejected", "warn", "fail", "nondeterministic", "error", "timeout", "crash")
 FAIL_ON = ("fail", "warn")           # the --fail-on choices: the least severe verdict that fails
 
 

@@ -21,7 +21,7 @@ from harness import frames
 from . import overview, page, sections, trends
 from .overview import anchor
 
-VERDICTS = ("pass", "warn", "fail", "error", "rejected", "skipped", "crash", "timeout")
+VERDICTS = ("pass", "warn", "fail", "nondeterministic", "error", "rejected", "skipped", "crash", "timeout")
 REASON_CHARS = 240   # reason text per row of the all-results table; the full text is in results.parquet
 
 
