@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ISOLATED_TIMEOUT_S = 600.0
 # option -> its default, to tell which plan options were given alongside --resume
 PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed": 0, "case": [],
-                 "no_timing": False, "shard": None, "isolate": None, "known_issues": None, "replay": None}
+                 "no_timing": False, "shard": None, "isolate": None, "known_issues": None, "replay": None,
+                 "determinism": None}
 
 
 def add_options(p) -> None:
@@ -40,8 +41,22 @@ def add_options(p) -> None:
     p.add_argument("--replace", action="store_true",
                    help="if --out already holds a run, move it aside to DIR.prev-<its run id> first (nothing is deleted)")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (1-based, deterministic, cost-balanced)")
+    p.add_argument("--determinism", type=_launches, default=None, metavar="N",
+                   help="launch every positive case N times on the same inputs and compare the outputs bitwise "
+                        "(verdict nondeterministic, rows determinism:<backend>); default 2 on device backends in the "
+                        "nightly tier, 1 (off) otherwise")
     p.add_argument("--known-issues", metavar="DIR",
                    help="directory of <backend>.toml known-issue files (default cases/known_issues)")
+
+
+def _launches(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of launches") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 (no check) or more launches")
+    return v
 
 
 def _positive_float(text: str) -> float:
@@ -135,9 +150,12 @@ class Executor:
     """Runs one case on every backend: in-process, or in an isolated worker, with known issues applied."""
 
     def __init__(self, specs, backends, args, timing):
+        from .devcheck import Checks
         from .isolate import IsolatedRunner
 
         self.tier, self.seed, self.timing = args.tier, args.seed, timing
+        self.checks = Checks(determinism=getattr(args, "determinism", None))
+        self.backends = list(backends)
         self.ledger = ledger_mod.load(args.known_issues, [b.name for b in backends])
         self.ledger.check_unmatched(specs)
         isolate_all = args.isolate is True or (args.isolate is None and args.timeout is not None)
@@ -149,7 +167,7 @@ class Executor:
         self.pool = None
         if self.isolated:
             timeout = args.timeout if args.timeout is not None else DEFAULT_ISOLATED_TIMEOUT_S
-            self.pool = IsolatedRunner(self.isolated, args.tier, args.seed, timing, timeout)
+            self.pool = IsolatedRunner(self.isolated, args.tier, args.seed, timing, timeout, checks=self.checks)
 
     def describe(self) -> dict:
         return {"isolated_backends": [b.name for b in self.isolated],
@@ -165,7 +183,7 @@ class Executor:
         parts = {}
         inproc = [b for b in self.inproc if b.name not in quarantined]
         if inproc:
-            r = run_case(spec, case, inproc, self.tier, self.seed, self.timing)
+            r = run_case(spec, case, inproc, self.tier, self.seed, self.timing, checks=self.checks)
             result.samples += r.samples
             for row in r.rows:
                 parts.setdefault(row["backend"], []).append(row)
@@ -181,8 +199,36 @@ class Executor:
             result.rows += parts.pop(name, [])
         for rows in parts.values():
             result.rows += rows
+        result.rows += self._split_pairs(spec, case, inproc, isolated, quarantined)
         self.ledger.apply(spec, case, result.rows)
         return result
+
+    def _split_pairs(self, spec, case, inproc, isolated, quarantined) -> list[dict]:
+        """Skipped rows, with the reason, for front-end pairs whose two sides were not run in one process
+        (pairs compare outputs held in memory, harness.devcheck) or of which one side was quarantined."""
+        from .devcheck import pair_groups, pair_rows
+
+        if not self.checks.pairs or case.negative:
+            return []
+        where = {b.name: "in-process" for b in inproc}
+        where.update({b.name: "in an isolated worker" for b in isolated})
+        rows = []
+        for a, b in pair_groups(self.backends):
+            if a.name in where and b.name in where and where[a.name] == where[b.name]:
+                continue   # compared where both ran
+            why = {}
+            for x in (a, b):
+                if not x.available():
+                    why[x.name] = f"unavailable: {x.available().reason}"
+                elif x.name in quarantined:
+                    why[x.name] = "quarantined by a known issue"
+                elif x.name in where:
+                    why[x.name] = (f"ran {where[x.name]}, its pair elsewhere: run both with --isolate or "
+                                   f"--no-isolate to compare them")
+                else:
+                    why[x.name] = "not run"
+            rows += pair_rows(spec, case, [a, b], {}, self.tier, self.seed, why)
+        return rows
 
     def close(self) -> None:
         if self.pool is not None:

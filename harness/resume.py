@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 DONE_FILE = "done.jsonl"
 #: options of `run` that define the plan; stored in run.json so that --resume can rebuild it.
 PLAN_KEYS = ("ops", "backends", "tier", "seed", "case", "no_timing", "shard", "isolate", "timeout", "known_issues",
-             "replay")
+             "replay", "determinism")
 
 
 class DoneLog:

@@ -229,6 +229,11 @@ class AclnnBackend(Backend):
     def has_mode(self, mode: str) -> bool:
         return mode in self.modes
 
+    @property
+    def kernel_key(self) -> str:
+        """The same kernel as torch_npu on this device (backends.torch_npu): harness.devcheck pairs them bitwise."""
+        return f"ascend:npu:{self.device_id}"
+
     # ---- availability ---------------------------------------------------------------------------------------
     def available(self) -> Availability:
         if self._availability is None:
