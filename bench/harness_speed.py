@@ -21,11 +21,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import registry  # noqa: E402
+from harness import registry  # noqa: E402  (before numpy: it sets numpy's BLAS threads as the CLI runs them)
+
+import numpy as np  # noqa: E402
 from harness.runner import run_case  # noqa: E402
 from harness.timing import TIER_TIMING, HostTimer, TimingConfig, measure  # noqa: E402
 
