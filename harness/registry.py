@@ -21,7 +21,7 @@ ENTRY_POINT_GROUP = "opdiff.backends"
 BUILTIN_BACKENDS = {
     "numpy": "backends.numpy_backend:NumpyBackend",
     "torch": "backends.torch_backend:TorchBackend",
-    "torch_npu": "backends.torch_npu:TorchNpuBackend",
+    "torch_npu": "backends.torch_npu_graph:torch_npu_backend",   # eager, or graph mode for torch_npu:graph
     "aclnn": "backends.aclnn:AclnnBackend",
 }
 

@@ -7,6 +7,10 @@ It computes like the numpy backend, except on cases whose id matches a glob in O
   segfault  kills its own process with SIGSEGV      abort   os.abort() (SIGABRT)
   hang      sleeps for an hour                       raise   raises RuntimeError
   garbage   returns outputs full of wrong values     slow=S  sleeps S seconds on every case
+  flaky     on every second launch of a matching case (2nd, 4th, ...; counted per process), flips the lowest
+            bit of the first K elements of every output (K from `flaky_n=K`, default 1): a kernel whose
+            accumulation order changes between launches differs in the last bit of a few elements, the
+            difference `run --determinism` must catch (harness.devcheck)
 
 The environment is read at every call, so a worker process started later sees the same faults.
 Register it with `register()`; `python -m tests.fault_backend ARGS` is `python -m harness ARGS`
@@ -26,7 +30,8 @@ from backends.base import Backend
 from harness.dtypes import cast
 
 ENV = "OPDIFF_FAULTS"
-KINDS = ("segfault", "abort", "hang", "raise", "garbage")
+KINDS = ("segfault", "abort", "hang", "raise", "garbage", "flaky")
+_LAUNCHES: dict = {}   # case id -> launches in this process (the flaky kind acts on every second one)
 
 
 def faults() -> dict:
@@ -71,6 +76,8 @@ class FaultBackend(Backend):
             raise RuntimeError(f"injected fault on {case.id}")
         prepared["out"] = registry.backend("numpy").golden(prepared["spec"], case, prepared["inputs"])
         prepared["garbage"] = kind == "garbage"
+        _LAUNCHES[case.id] = n = _LAUNCHES.get(case.id, 0) + 1
+        prepared["flip"] = int((faults().get("flaky_n") or ["1"])[-1]) if kind == "flaky" and n % 2 == 0 else 0
 
     def fetch(self, prepared):
         spec, case = prepared["spec"], prepared["case"]
@@ -83,7 +90,17 @@ class FaultBackend(Backend):
             if prepared["garbage"]:
                 v = np.full(v.shape, 77, dtype=np.float64)  # far from any golden value of the paged caches
             out[k] = cast(v, dtypes[k])
+            if prepared.get("flip"):
+                out[k] = flip_low_bits(out[k], prepared["flip"])
         return out
+
+
+def flip_low_bits(a: np.ndarray, k: int) -> np.ndarray:
+    """A copy of `a` with the lowest bit of its first k elements (C order) flipped."""
+    a = np.array(a, copy=True)
+    bits = a.reshape(-1).view(np.dtype(f"u{a.dtype.itemsize}"))
+    bits[:k] ^= 1
+    return a
 
 
 def register() -> None:
