@@ -230,3 +230,25 @@ def test_pairs_skip_with_the_reason_when_a_side_has_no_outputs():
     assert len(rows) == len(spec.outputs)
     assert all(r["verdict"] == "skipped" and "torch_npu[other] produced no outputs (rejected)" in r["reason"]
                for r in rows)
+
+
+def test_report_lists_determinism_and_pair_rows(tmp_path):
+    from tests.report_runs import good, row, write_run
+
+    op = "incre_flash_attention"
+    rows = [good(op, 0, "torch_npu"), good(op, 0, "aclnn"),
+            row(op, "pw00-case", "determinism:torch_npu", "pass", reason="2 launches on the same inputs: bitwise identical"),
+            row(op, "pw00-case", "determinism:aclnn", "nondeterministic", ok=False, mismatch_count=5,
+                reason="launch 2 of 2 on the same inputs differs from launch 1: 5 of 64 element(s) differ bitwise; "
+                       "first at index [0, 3]: launch 1 0x3c00 vs launch 2 0x3c01"),
+            row(op, "pw00-case", "pair:torch_npu~aclnn", "fail", ok=False, mismatch_count=1,
+                reason="same kernel, two front ends: 1 of 64 element(s) differ bitwise; first at index [0, 7]")]
+    run = write_run(tmp_path / "run", rows)
+    out = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "harness", "report", str(run), "-o", str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    page = out.read_text()
+    assert "2 unexpected results" in page
+    for text in ("pair:torch_npu~aclnn", "determinism:aclnn", "first at index [0, 7]", "first at index [0, 3]"):
+        assert text in page, text

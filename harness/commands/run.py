@@ -159,10 +159,13 @@ def _tally(rows, table, failures, fail_on="fail") -> None:
 
 def _print_summary(table, failures, out_dir, availability=None):
     w = sys.stdout
-    head = f"{'op':<30} {'backend':<12}" + "".join(f"{v:>9}" for v in VERDICTS)
+    # columns as wide as their names: pair:<a>~<b> backends and the nondeterministic verdict are long
+    bw = max([12] + [len(b) + 1 for (_, b) in table])
+    cw = {v: max(9, len(v) + 1) for v in VERDICTS}
+    head = f"{'op':<30} {'backend':<{bw}}" + "".join(f"{v:>{cw[v]}}" for v in VERDICTS)
     w.write(head + "\n" + "-" * len(head) + "\n")
     for (op, backend), counts in sorted(table.items()):
-        w.write(f"{op:<30} {backend:<12}" + "".join(f"{counts.get(v, 0):>9}" for v in VERDICTS) + "\n")
+        w.write(f"{op:<30} {backend:<{bw}}" + "".join(f"{counts.get(v, 0):>{cw[v]}}" for v in VERDICTS) + "\n")
     if failures:
         w.write(f"\n{len(failures)} case x backend result(s) not as expected:\n")
         for r in failures[:20]:
