@@ -103,7 +103,7 @@ def identity(meta: dict) -> list:
                         if env.get(k))
     when = str(meta.get("started") or "")
     if meta.get("finished"):
-        when += f" to {meta['finished']}"
+        when += f" to {meta['finished']}" + _duration(meta.get("started"), meta["finished"])
     pairs = [("run", meta.get("run_id")), ("tier", f"{meta.get('tier')}, seed {meta.get('seed')}, "
                                           f"replicates {meta.get('repeat') or 1}, status {meta.get('status')}"),
              ("commit", env.get("opdiff_commit")), ("toolkit", toolkit or "not recorded"),
@@ -112,6 +112,17 @@ def identity(meta: dict) -> list:
                  f"({env['cpu_count']} cores)" if env.get("cpu_count") else ""))) or "not recorded"),
              ("time", when)]
     return [(k, "" if v is None else str(v)) for k, v in pairs]
+
+
+def _duration(start, end) -> str:
+    from datetime import datetime
+
+    try:
+        secs = (datetime.strptime(str(end), "%Y-%m-%dT%H:%M:%S%z")
+                - datetime.strptime(str(start), "%Y-%m-%dT%H:%M:%S%z")).total_seconds()
+    except ValueError:  # a hand-edited or older run.json: the two times stand on their own
+        return ""
+    return f" ({int(secs // 60)} min {int(secs % 60)} s)"
 
 
 def build(df, cases, meta: dict) -> Overview:

@@ -60,7 +60,7 @@ def test_first_screen_verdict_identity_matrix_and_unexpected_table(tmp_path):
     assert ident["commit"] == "0123456789abcdef"
     assert "torch_npu 2.13.0" in ident["toolkit"] and "cann 8.1.RC1" in ident["toolkit"]
     assert "torch_npu: Ascend910B3" in ident["devices"]
-    assert ident["time"].startswith("2026-12-01T00:00:00")
+    assert ident["time"] == "2026-12-01T00:00:00+0000 to 2026-12-01T00:01:00+0000 (1 min 0 s)"
 
     cells = {(td.attrs["data-op"], td.attrs["data-backend"]): td for td in dom.by_id("matrix").find_all("td")}
     state = {k: v.attrs["data-state"] for k, v in cells.items()}
