@@ -88,6 +88,12 @@ def test_first_screen_verdict_identity_matrix_and_unexpected_table(tmp_path):
     assert f"python -m harness run --ops paged_cache_load --backends torch_npu --case '{report_runs.HOSTILE}'" \
         in buttons
 
+    # per op: cases per backend by verdict, only the verdicts this run has
+    counts = dom.by_id("op-paged_cache_load").find("table", cls="counts")
+    assert [th.text for th in counts.find_all("th")] == ["backend", "cases", "unexpected", "pass", "warn", "fail",
+                                                         "error", "rejected", "skipped", "crash"]
+    assert _rows(counts)[2] == ["torch_npu", "6", "6", "1", "", "2", "1", "1", "", "1"]
+
 
 def test_hostile_text_is_escaped_everywhere(tmp_path):
     run = report_runs.small_run(tmp_path / "run")
