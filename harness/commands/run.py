@@ -36,6 +36,13 @@ def add_parser(sub):
     p.add_argument("--golden-store", metavar="DIR",
                    help="read goldens and baselines from this store (harness.golden_store; `golden build` fills "
                         "one), computing and adding any that are missing or bad")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: chunks of cases as Ray tasks across a cluster "
+                        "(harness.distributed.ray_engine), rows gathered here")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
+    p.add_argument("--ray-resource", action="append", metavar="NAME=N",
+                   help="what each Ray task requests (repeatable; default NPU=1 for NPU backends, GPU=1 for "
+                        "torch:cuda, CPU=1 otherwise)")
     execute.add_options(p)
     p.add_argument("--cache", choices=("auto", "cold", "hot"), default="auto",
                    help="cache state per latency sample: cold flushes an L2-sized buffer first (default on "
@@ -107,11 +114,11 @@ def _run(args, old_meta, done, lock) -> int:
     failures = []
     if done:
         _tally(execute.resume.read_jsonl(writer.dir / "results.jsonl"), table, failures, args.fail_on)
+    todo = [(s, c) for s, c in plan if (s.name, c.id) not in done]
+    engine = _engine(args, backends, timing, meta)
     try:
-        for spec, case in plan:
-            if (spec.name, case.id) in done:
-                continue
-            res = ex.run_case(spec, case)
+        results = engine.run(todo) if engine else ((s, c, ex.run_case(s, c)) for s, c in todo)
+        for spec, case, res in results:
             writer.append(res.rows, res.samples)
             done_log.add(spec.name, case.id, rows=len(res.rows))
             _tally(res.rows, table, failures, args.fail_on)
@@ -123,6 +130,8 @@ def _run(args, old_meta, done, lock) -> int:
     summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
     if replay_report is not None:
         summary["replay"] = replay_report
+    if engine is not None:
+        summary["engine"] = engine.summary()
     if store is not None:  # this process's reads; rows say per output where its golden came from
         summary["golden_store"] = store.summary()
     if start_canary is not None:
@@ -130,6 +139,15 @@ def _run(args, old_meta, done, lock) -> int:
     writer.finish(summary)
     _print_summary(table, failures, args.out, meta.get("availability", {}))
     return 1 if failures else 0
+
+
+def _engine(args, backends, timing, meta):
+    """None: cases run in this process; else the distributed engine (harness.distributed)."""
+    if getattr(args, "engine", "local") != "ray":
+        return None
+    from ..distributed.ray_engine import RayEngine
+
+    return RayEngine(backends, args, timing, meta["env"])
 
 
 def _golden_store(args):

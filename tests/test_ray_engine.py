@@ -1,0 +1,118 @@
+"""`run --engine ray` (harness.distributed.ray_engine): on a local Ray cluster with 2 CPUs and 2 fake
+NPUs the rows equal a single-process run; a worker that dies loses no row (its case becomes `crash`,
+the rest of its chunk runs elsewhere); a worker with another environment is refused. The cluster
+tests need Ray (the `ray` extra) and --runslow (a local cluster takes seconds to start)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.distributed import ray_engine
+from harness.errors import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+SELECT = ["--ops", "paged_cache_load", "--case", "edge-*", "--no-timing"]
+CRASH_CASE = "edge-nz_no_cumsum-1-NZ_float16_b2_bs32_n2_dk128_dv32_ctx11"
+
+
+def test_resources_follow_the_backends_and_parse():
+    assert ray_engine.parse_resources([], ["numpy", "torch"]) == {"num_cpus": 1.0}
+    assert ray_engine.parse_resources([], ["numpy", "aclnn:1"]) == {"num_cpus": 0.0, "resources": {"NPU": 1.0}}
+    assert ray_engine.parse_resources([], ["torch:cuda"]) == {"num_cpus": 0.0, "num_gpus": 1.0}
+    assert ray_engine.parse_resources(["NPU=1", "CPU=2"], ["numpy"]) == {"num_cpus": 2.0, "resources": {"NPU": 1.0}}
+    with pytest.raises(UsageError, match="NAME=AMOUNT"):
+        ray_engine.parse_resources(["NPU"], ["numpy"])
+
+
+def test_missing_ray_is_a_usage_error_naming_the_extra(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(UsageError, match=r"\.\[ray\]"):
+        ray_engine.import_ray()
+    assert main(["run", *SELECT, "--engine", "ray", "--out", str(tmp_path / "r")]) == 2
+    assert "needs Ray" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -c constraints.txt -e '.[ray]')")
+    if ray.is_initialized():
+        ray.shutdown()
+    # workers inherit this environment: the fault backend's trigger and the checkout on sys.path
+    old = {k: os.environ.get(k) for k in ("OPDIFF_FAULTS", "PYTHONPATH")}
+    os.environ["OPDIFF_FAULTS"] = f"segfault={CRASH_CASE}"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old["PYTHONPATH"]) if p)
+    ray.init(num_cpus=2, resources={"NPU": 2}, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _rows(d):
+    return [json.loads(line) for line in (Path(d) / "results.jsonl").read_text().splitlines()]
+
+
+def _key(r):
+    return (r["case_id"], r["backend"], r["output"], r["verdict"], r["reason"], r["max_abs_err"], r["mismatch_count"])
+
+
+@pytest.mark.slow
+def test_ray_rows_equal_a_single_process_run(cluster, tmp_path):
+    assert main(["run", *SELECT, "--out", str(tmp_path / "local")]) == 0
+    assert main(["run", *SELECT, "--engine", "ray", "--ray-resource", "NPU=1", "--out", str(tmp_path / "ray")]) == 0
+    local, remote = _rows(tmp_path / "local"), _rows(tmp_path / "ray")
+    assert len(local) == 80 and sorted(map(_key, remote)) == sorted(map(_key, local))
+    meta = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert meta["engine"]["task_options"] == {"num_cpus": 0.0, "resources": {"NPU": 1.0}}
+    assert meta["engine"]["chunks"] >= 2 and meta["engine"]["crashes"] == []
+    done = [json.loads(line) for line in (tmp_path / "ray" / "done.jsonl").read_text().splitlines()]
+    assert len(done) == 20  # every case flushed as done, as a local run does (what --resume reads)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_loses_no_row(cluster, tmp_path):
+    from tests.fault_backend import register
+
+    register()
+    args = [*SELECT, "--backends", "numpy,fault", "--no-isolate", "--ray-resource", "NPU=1"]
+    assert main(["run", *args, "--engine", "ray", "--out", str(tmp_path / "ray")]) == 1
+    remote = _rows(tmp_path / "ray")
+    per_case = Counter(r["case_id"] for r in remote)
+    assert len(per_case) == 20 and set(per_case.values()) == {4}  # 2 backends x 2 outputs, every case once
+    crashed = {r["case_id"] for r in remote if r["verdict"] == "crash"}
+    assert crashed == {CRASH_CASE}
+    assert all("ray worker died" in r["reason"] for r in remote if r["verdict"] == "crash")
+    meta = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert [c["case_id"] for c in meta["engine"]["crashes"]] == [CRASH_CASE]
+    # every other row is what one process gives (the fault backend computes like numpy off its fault)
+    os.environ["OPDIFF_FAULTS"] = ""
+    try:
+        assert main(["run", *args, "--out", str(tmp_path / "local")]) == 0
+    finally:
+        os.environ["OPDIFF_FAULTS"] = f"segfault={CRASH_CASE}"
+    local = [r for r in _rows(tmp_path / "local") if r["case_id"] != CRASH_CASE]
+    assert sorted(map(_key, local)) == sorted(_key(r) for r in remote if r["case_id"] != CRASH_CASE)
+
+
+@pytest.mark.slow
+def test_workers_with_another_environment_are_refused(cluster, tmp_path, monkeypatch):
+    import harness.commands.run as run_cmd
+
+    real = run_cmd.fingerprint
+    monkeypatch.setattr(run_cmd, "fingerprint", lambda d=None: dict(real(d), opdiff_commit="0" * 40))
+    assert main(["run", *SELECT, "--engine", "ray", "--ray-resource", "NPU=1", "--out", str(tmp_path / "r")]) == 1
+    rows = _rows(tmp_path / "r")
+    assert len(rows) == 80 and {r["verdict"] for r in rows} == {"error"}
+    assert all("no ray worker with the driver's environment" in r["reason"] and "opdiff_commit" in r["reason"]
+               for r in rows)
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert len(meta["engine"]["refusals"]) == meta["engine"]["chunks"] >= 3
