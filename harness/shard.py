@@ -22,7 +22,10 @@ CASE_OVERHEAD_S = 2e-3
 
 
 def parse(text: str) -> tuple[int, int]:
-    """'i/n' with 1 <= i <= n -> (i, n); anything else is a UsageError naming the expected form."""
+    """'i/n' with 1 <= i <= n -> (i, n); 'auto': this Slurm array task's share (slurm_shard); anything
+    else is a UsageError naming the expected form."""
+    if (text or "").strip() == "auto":
+        return slurm_shard()
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
     if not m:
         raise UsageError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. --shard 2/4")
@@ -30,6 +33,28 @@ def parse(text: str) -> tuple[int, int]:
     if n < 1 or not 1 <= i <= n:
         raise UsageError(f"--shard {text!r}: shard index must be between 1 and {max(n, 1)} (I/N, 1-based)")
     return i, n
+
+
+def slurm_shard(env=None) -> tuple[int, int]:
+    """(i, n) of a Slurm job array task: SLURM_ARRAY_TASK_ID counted from SLURM_ARRAY_TASK_MIN (an
+    array may start at 0 or 1), of SLURM_ARRAY_TASK_COUNT tasks. Arrays with a step (--array=0-9:2)
+    or gaps are refused: their ids do not number the shards 1..n."""
+    import os
+
+    env = os.environ if env is None else env
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_COUNT")
+    missing = [k for k in names if not env.get(k)]
+    if missing:
+        raise UsageError(f"--shard auto reads a Slurm job array; {', '.join(missing)} not set (not an array task?)")
+    try:
+        tid, lo, hi, count = (int(env[k]) for k in names)
+    except ValueError:
+        raise UsageError("--shard auto: " + ", ".join(f"{k}={env[k]!r}" for k in names) + " are not integers") \
+            from None
+    if hi - lo + 1 != count or not lo <= tid <= hi:
+        raise UsageError(f"--shard auto: array ids {lo}..{hi} with {count} task(s) (id {tid}) do not number the "
+                         f"shards 1..{count}; use --array=A-B without a step, or give --shard I/N")
+    return tid - lo + 1, count
 
 
 def case_cost(spec, case) -> float:

@@ -116,3 +116,31 @@ def test_workers_with_another_environment_are_refused(cluster, tmp_path, monkeyp
                for r in rows)
     meta = json.loads((tmp_path / "r" / "run.json").read_text())
     assert len(meta["engine"]["refusals"]) == meta["engine"]["chunks"] >= 3
+
+
+def test_shard_auto_reads_the_slurm_array():
+    from harness import shard
+
+    env = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3",
+           "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert shard.slurm_shard(env) == (1, 4)
+    assert shard.slurm_shard(dict(env, SLURM_ARRAY_TASK_ID="3")) == (4, 4)
+    one_based = dict(env, SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_TASK_MIN="1", SLURM_ARRAY_TASK_MAX="4")
+    assert shard.slurm_shard(one_based) == (2, 4)
+    with pytest.raises(UsageError, match="do not number the shards"):
+        shard.slurm_shard(dict(env, SLURM_ARRAY_TASK_MAX="6"))  # --array=0-6:2
+    with pytest.raises(UsageError, match="SLURM_ARRAY_TASK_ID not set"):
+        shard.slurm_shard({k: v for k, v in env.items() if k != "SLURM_ARRAY_TASK_ID"})
+
+
+def test_shard_auto_on_the_command_line(monkeypatch, tmp_path):
+    for k, v in {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "1",
+                 "SLURM_ARRAY_TASK_COUNT": "2"}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["run", *SELECT, "--backends", "numpy", "--shard", "auto", "--out", str(tmp_path / "r")]) == 0
+    from harness import registry, shard
+
+    spec = registry.op("paged_cache_load")
+    plan = [(spec, c) for c in spec.cases("smoke") if c.id.startswith("edge-")]
+    want = {c.id for _, c in shard.select(plan, 2, 2)}
+    assert {r["case_id"] for r in _rows(tmp_path / "r")} == want and 0 < len(want) < 20
