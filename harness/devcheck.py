@@ -162,6 +162,11 @@ def pair_groups(backends) -> list[tuple]:
     return [p for members in groups.values() for p in itertools.combinations(members, 2)]
 
 
+def _absent(backend) -> str:
+    avail = backend.available()
+    return "see its rows" if avail else f"unavailable: {avail.reason}"
+
+
 def pair_name(a, b) -> str:
     return f"{PAIR_PREFIX}{a.name}~{b.name}"
 
@@ -180,7 +185,7 @@ def pair_rows(spec, case, backends, outputs: dict, tier: str, seed: int, missing
         repro = repro_command(spec.name, case, f"{a.name},{b.name}", tier, seed)
         absent = [x for x in (a, b) if x.name not in outputs]
         if absent:
-            why = "; ".join(f"{x.name} produced no outputs ({(missing or {}).get(x.name) or 'see its rows'})"
+            why = "; ".join(f"{x.name} produced no outputs ({(missing or {}).get(x.name) or _absent(x)})"
                             for x in absent)
             rows += [_row(spec, case, name, o, dtypes.get(o, ""), tier, seed, "skipped", f"not compared: {why}",
                           repro) for o in spec.outputs]
