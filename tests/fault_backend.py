@@ -52,8 +52,17 @@ def fault_for(case_id: str) -> str | None:
 
 
 class FaultBackend(Backend):
+    """`fault` computes like numpy; `fault:<label>` is the same and names one front end of a shared kernel
+    (kernel_key "fault-kernel"), so two labels form a front-end pair (harness.devcheck)."""
+
     name = "fault"
     may_crash = True
+
+    def __init__(self, option: str | None = None):
+        self.option = option or None   # harness.isolate rebuilds the backend in a worker from it
+        if option:
+            self.name = f"fault:{option}"
+        self.kernel_key = "fault-kernel" if option else None
 
     def prepare(self, spec, case, inputs):
         return {"spec": spec, "case": case, "inputs": inputs, "out": None}

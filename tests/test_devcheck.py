@@ -252,3 +252,22 @@ def test_report_lists_determinism_and_pair_rows(tmp_path):
     assert "2 unexpected results" in page
     for text in ("pair:torch_npu~aclnn", "determinism:aclnn", "first at index [0, 7]", "first at index [0, 3]"):
         assert text in page, text
+
+
+@pytest.mark.parametrize("flaky", [False, True])
+def test_pairs_through_the_isolated_worker(flaky):
+    """Both front ends run in one worker, which compares the outputs it holds. With the flaky knob, the second
+    front end's launch is the case's second in that process, so it differs in flaky_n elements."""
+    from harness.isolate import IsolatedRunner
+
+    spec, case = _first("paged_cache_load")
+    env = {**os.environ, fault_backend.ENV: f"flaky={case.id};flaky_n=2" if flaky else ""}
+    a, b = fault_backend.FaultBackend("a"), fault_backend.FaultBackend("b")
+    with IsolatedRunner([a, b], "smoke", 0, NO_TIMING, timeout=120, env=env) as pool:
+        res = pool.run_case(spec, case)
+    pair = _by(res.rows, "pair:fault:a~fault:b")
+    assert [r["output"] for r in pair] == list(spec.outputs)
+    if flaky:
+        assert all(r["verdict"] == "fail" and r["mismatch_count"] == 2 for r in pair), pair
+    else:
+        assert all(r["verdict"] == "pass" and r["mismatch_count"] == 0 for r in pair), pair
