@@ -49,6 +49,28 @@ def results_table(cases) -> list[dict]:
     return rows
 
 
+def devcheck_rows(cases) -> list[dict]:
+    """One line per op x determinism:/pair: check (harness.devcheck): cases compared, bitwise identical,
+    differing, and the first differing case's reason (the count and first index are in it)."""
+    from harness.devcheck import DETERMINISM_PREFIX, PAIR_PREFIX
+
+    out: dict = {}
+    for op, case_id, backend, verdict, reason in frames.tuples(cases, ["op", "case_id", "backend", "verdict",
+                                                                        "reason"]):
+        backend = str(backend)
+        if not backend.startswith((DETERMINISM_PREFIX, PAIR_PREFIX)):
+            continue
+        line = out.setdefault((str(op), backend), {"op": str(op), "check": backend, "cases": 0, "identical": 0,
+                                                   "differ": 0, "not_compared": 0, "first": ""})
+        line["cases"] += 1
+        verdict = str(verdict)
+        key = "identical" if verdict == "pass" else ("not_compared" if verdict in ("skipped", "error") else "differ")
+        line[key] += 1
+        if key == "differ" and not line["first"]:
+            line["first"] = f"{case_id}: {overview.text(reason)[:REASON_CHARS]}"
+    return [out[k] for k in sorted(out)]
+
+
 def known_issue_rows(meta: dict) -> list[dict]:
     out = []
     for e in meta.get("known_issues") or []:
@@ -92,6 +114,6 @@ def render_report(run_dir, meta: dict, rows: list[dict], baseline=None, history=
         "report.html.j2", meta=meta, ov=ov, anchor=anchor,
         verdicts=[v for v in VERDICTS if v in set(map(str, cases["verdict"]))] if len(cases) else [],
         sections=sections.op_sections(df, cases, ov.backends),
-        results=results_table(cases), known_issues=known_issue_rows(meta),
+        results=results_table(cases), known_issues=known_issue_rows(meta), devchecks=devcheck_rows(cases),
         regressions=regression_table(run_dir, baseline) if baseline else None,
         trends=trends.build(run_dir, history) if history else None)

@@ -252,6 +252,14 @@ def test_report_lists_determinism_and_pair_rows(tmp_path):
     assert "2 unexpected results" in page
     for text in ("pair:torch_npu~aclnn", "determinism:aclnn", "first at index [0, 7]", "first at index [0, 3]"):
         assert text in page, text
+    from tests.html_dom import parse
+
+    section = parse(page).by_id("devchecks")
+    lines = [[c.text for c in tr.find_all("td")] for tr in section.find_all("tr") if tr.find_all("td")]
+    assert [ln[:6] for ln in lines] == [[op, "determinism:aclnn", "1", "0", "1", "0"],
+                                        [op, "determinism:torch_npu", "1", "1", "0", "0"],
+                                        [op, "pair:torch_npu~aclnn", "1", "0", "1", "0"]]
+    assert lines[2][6].startswith("pw00-case: same kernel, two front ends: 1 of 64")
 
 
 @pytest.mark.parametrize("flaky", [False, True])
