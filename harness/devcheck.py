@@ -135,7 +135,8 @@ def determinism_rows(spec, case, backend, inputs, first: dict, launches: int, ti
             return [_row(spec, case, name, o, dtypes.get(o, ""), tier, seed, "error",
                          f"launch {k} of {launches} raised {type(exc).__name__}: {exc}", repro) for o in outs]
         for o in outs:
-            d = bitwise_diff(first[o], again[o]) if o in again else Diff(1, 1, None, note=f"launch {k} returned no {o!r}")
+            d = (bitwise_diff(first[o], again[o]) if o in again
+                 else Diff(1, 1, None, note=f"launch {k} returned no {o!r}"))
             if d.count > worst[o][0].count:
                 worst[o] = (d, k)
     rows = []

@@ -220,7 +220,7 @@ class IsolatedRunner:
                 self._worker.kill()
                 self._worker = None
             return pair_rows(spec, case, list(members.values()), {}, self.tier, self.seed,
-                             {n: f"isolated worker: {exc or 'timeout'}" for n in members})
+                             {n: f"isolated worker: {str(exc) or type(exc).__name__}" for n in members})
         if "error" in answer:
             return pair_rows(spec, case, list(members.values()), {}, self.tier, self.seed,
                              {n: f"isolated worker: {answer['error']}" for n in members})

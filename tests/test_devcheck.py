@@ -237,7 +237,8 @@ def test_report_lists_determinism_and_pair_rows(tmp_path):
 
     op = "incre_flash_attention"
     rows = [good(op, 0, "torch_npu"), good(op, 0, "aclnn"),
-            row(op, "pw00-case", "determinism:torch_npu", "pass", reason="2 launches on the same inputs: bitwise identical"),
+            row(op, "pw00-case", "determinism:torch_npu", "pass",
+                reason="2 launches on the same inputs: bitwise identical"),
             row(op, "pw00-case", "determinism:aclnn", "nondeterministic", ok=False, mismatch_count=5,
                 reason="launch 2 of 2 on the same inputs differs from launch 1: 5 of 64 element(s) differ bitwise; "
                        "first at index [0, 3]: launch 1 0x3c00 vs launch 2 0x3c01"),
