@@ -24,21 +24,29 @@ def token_sources(params, inputs):
     return total, rows, blk, j % bs
 
 
-def _nd_view(cache, nz: bool):
-    """NZ [nb, H/C0, bs, C0] -> ND rows [nb, bs, H]; ND caches are [nb, bs, N, D]."""
-    if not nz:
-        return cache
-    nb, h1, bs, c0 = cache.shape
-    return cache.transpose(0, 2, 1, 3).reshape(nb, bs, h1 * c0)
+def _gather(cache, nz: bool, blk, slot):
+    """The cache rows of (block, slot) pairs, as ND rows: [T, H] from NZ [nb, H/C0, bs, C0], [T, N, D]
+    from ND [nb, bs, N, D]. Only the used rows are touched: transposing a whole NZ cache first cost 7x
+    a memcpy of the bytes moved on the largest nightly case, a multi-index gather on ND 2x."""
+    if nz:
+        h1, c0 = cache.shape[1], cache.shape[3]
+        return cache[blk, :, slot, :].reshape(blk.size, h1 * c0)
+    nb, bs = cache.shape[:2]
+    return np.take(cache.reshape(nb * bs, -1), blk * bs + slot, axis=0).reshape((blk.size,) + cache.shape[2:])
 
 
 def golden(params, inputs) -> dict:
     nz = inputs["kv_cache_cfg"] == 0
     total, rows, blk, slot = token_sources(params, inputs)
+    # rows 0..total-1 in order (no gaps between sequences): the gather is the output, no zero fill + scatter
+    dense = rows.size == total and (rows.size == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all())))
     out = {}
     for name, cache in (("key", inputs["key_cache"]), ("value", inputs["value_cache"])):
-        src = _nd_view(np.asarray(cache), nz)
-        res = np.zeros((total,) + src.shape[2:], dtype=src.dtype)
-        res[rows] = src[blk, slot]
-        out[name] = res
+        cache = np.asarray(cache)
+        got = _gather(cache, nz, blk, slot)
+        if not dense:
+            res = np.zeros((total,) + got.shape[1:], dtype=cache.dtype)
+            res[rows] = got
+            got = res
+        out[name] = got
     return out
