@@ -66,11 +66,20 @@ def _key(r):
 
 
 @pytest.mark.slow
-def test_ray_rows_equal_a_single_process_run(cluster, tmp_path):
+def test_ray_rows_equal_a_single_process_run(cluster, tmp_path, monkeypatch):
+    from harness import golden_store
+
+    monkeypatch.setenv(golden_store.ENV, "")  # restored afterwards: --golden-store sets it
     assert main(["run", *SELECT, "--out", str(tmp_path / "local")]) == 0
-    assert main(["run", *SELECT, "--engine", "ray", "--ray-resource", "NPU=1", "--out", str(tmp_path / "ray")]) == 0
+    ray_run = [*SELECT, "--engine", "ray", "--ray-resource", "NPU=1", "--golden-store", str(tmp_path / "store")]
+    assert main(["run", *ray_run, "--out", str(tmp_path / "ray")]) == 0
     local, remote = _rows(tmp_path / "local"), _rows(tmp_path / "ray")
     assert len(local) == 80 and sorted(map(_key, remote)) == sorted(map(_key, local))
+    # the workers filled the driver's golden store; a second ray run reads every golden from it
+    assert len(golden_store.entries(tmp_path / "store")) == 20
+    assert main(["run", *ray_run, "--out", str(tmp_path / "ray2")]) == 0
+    assert {r["golden_source"] for r in _rows(tmp_path / "ray2")} == {"store"}
+    assert sorted(map(_key, _rows(tmp_path / "ray2"))) == sorted(map(_key, local))
     meta = json.loads((tmp_path / "ray" / "run.json").read_text())
     assert meta["engine"]["task_options"] == {"num_cpus": 0.0, "resources": {"NPU": 1.0}}
     assert meta["engine"]["chunks"] >= 2 and meta["engine"]["crashes"] == []

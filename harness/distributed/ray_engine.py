@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 from collections import deque
 
+from .. import golden_store
 from ..errors import UsageError
 from ..runner import CaseResult, _verdict_rows
 
@@ -38,7 +40,7 @@ ENV_KEYS = ("python", "numpy", "ml_dtypes", "torch", "torch_npu", "cann", "opdif
 CHUNKS_PER_SLOT = 4
 RETRIES_ON_REFUSAL = 2
 #: fields of the run's arguments that a worker's Executor reads
-EXECUTOR_ARGS = ("tier", "seed", "isolate", "timeout", "known_issues")
+EXECUTOR_ARGS = ("tier", "seed", "isolate", "timeout", "known_issues", "determinism")
 DEVICE_BACKENDS = ("aclnn", "torch_npu", "torch:npu")
 
 
@@ -97,6 +99,10 @@ def run_chunk(items_json: str, backends_json: str, opts_json: str, driver_env_js
         yield json.dumps({"refused": diff})
         return
     opts = json.loads(opts_json)
+    if opts.get("golden_store"):  # the driver's --golden-store: a path every node sees (shared storage)
+        golden_store.activate(opts["golden_store"])
+    else:  # a reused worker must not keep an earlier run's store
+        os.environ.pop(golden_store.ENV, None)
     backend_cache: dict = {}
     backends = [_make_backend(b, backend_cache) for b in json.loads(backends_json)]
     items = [dict(m, tier=opts["args"]["tier"]) for m in json.loads(items_json)]
@@ -147,7 +153,8 @@ class RayEngine:
         self.task_opts = parse_resources(getattr(args, "ray_resource", None), self.backend_names)
         self.driver_env = json.dumps(env_key(fingerprint))
         self.opts_json = json.dumps({"args": {k: getattr(args, k, None) for k in EXECUTOR_ARGS},
-                                     "timing": dataclasses.asdict(timing) if timing.enabled else None})
+                                     "timing": dataclasses.asdict(timing) if timing.enabled else None,
+                                     "golden_store": os.environ.get(golden_store.ENV) or None})
         self.stats = {"engine": "ray", "address": getattr(args, "ray_address", None), "task_options": self.task_opts,
                       "chunks": 0, "resubmitted": 0, "crashes": [], "refusals": [], "workers": set()}
 
