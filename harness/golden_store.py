@@ -241,12 +241,17 @@ def encode_entry(key: Key, outputs: dict) -> bytes:
         dtype = name_of(a)
         raw = a.view(np.uint16) if dtype == "bfloat16" else a  # npy has no bfloat16; the manifest keeps the name
         arrays[name] = raw
-        meta[name] = {"dtype": dtype, "shape": list(a.shape), "sha256": hashlib.sha256(raw.tobytes()).hexdigest()}
+        meta[name] = {"dtype": dtype, "shape": list(a.shape), "sha256": _sha256(raw)}
     manifest = {"key": key.as_dict(), "outputs": meta}
     arrays[MANIFEST] = np.frombuffer(json.dumps(manifest, sort_keys=True).encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
+
+
+def _sha256(a: np.ndarray) -> str:
+    # hashed through the buffer protocol: tobytes() would copy every output once more
+    return hashlib.sha256(np.ascontiguousarray(a)).hexdigest()
 
 
 def read_entry(path: Path, key: Key | None = None, digest: str | None = None) -> dict:
@@ -279,7 +284,7 @@ def read_entry(path: Path, key: Key | None = None, digest: str | None = None) ->
     out = {}
     for name, raw in members.items():
         m = outputs_meta[name]
-        if hashlib.sha256(np.ascontiguousarray(raw).tobytes()).hexdigest() != m.get("sha256"):
+        if _sha256(raw) != m.get("sha256"):
             raise BadEntry(f"corrupt entry: output {name!r} fails its sha256 checksum")
         if list(raw.shape) != m.get("shape"):
             raise BadEntry(f"corrupt entry: output {name!r} has shape {list(raw.shape)}, manifest {m.get('shape')}")
