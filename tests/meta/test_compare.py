@@ -227,3 +227,11 @@ def test_new_metrics_are_recorded():
                 "small_err_frac", "beyond_1ulp_frac"):
         assert m[key] is not None, key
     assert m["rmse_ratio"] == pytest.approx(1.0) and m["beyond_1ulp_frac"] == 0.0
+
+
+def test_bfloat16_cast_goes_through_float32_whatever_ml_dtypes_version():
+    """1 + 2^-8 + 2^-30 rounds to 1 + 2^-7 in one step, but to float32 1 + 2^-8 first, a bf16 tie that
+    goes to even (1.0): harness.dtypes.cast takes the float32 path under ml_dtypes 0.6 and 0.7 alike."""
+    x = np.array([1 + 2.0**-8 + 2.0**-30])
+    assert float(cast(x, "bfloat16")[0]) == 1.0
+    assert float(cast(x.astype(np.float32), "bfloat16")[0]) == 1.0
