@@ -279,26 +279,24 @@ def _shift_topk(p, x):
     return x
 
 
-def _drop(*names):
+def _replace(make, *names):
+    """A change setting the given (present) inputs to `make(value)`; None where none is present."""
     def change(p, x):
-        if all(x.get(n) is None for n in names):
+        present = [n for n in names if x.get(n) is not None]
+        if not present:
             return None
-        for n in names:
-            x[n] = None
+        for n in present:
+            x[n] = make(np.asarray(x[n]))
         return x
     return change
+
+
+def _drop(*names):
+    return _replace(lambda v: None, *names)
 
 
 def _ones(*names):
-    def change(p, x):
-        if all(x.get(n) is None for n in names):
-            return None
-        for n in names:
-            if x.get(n) is not None:
-                v = np.asarray(x[n])
-                x[n] = np.ones_like(v)
-        return x
-    return change
+    return _replace(np.ones_like, *names)
 
 
 def _scale_value_one(p, x):

@@ -66,9 +66,9 @@ BASELINE_CAP = {"float16": (4e-3, 4e-4), "bfloat16": (2e-2, 5e-3), "float32": (3
 # int8 from quantisation: AE <= 1 (CANN; vLLM atol=1; precision.md section 4). Off-by-ones come from
 # intermediate precision near .5 boundaries; against the same-precision third party their count may
 # be at most INT8_RATIO (the L0 ratio, CANN) times the baseline's plus a chance margin of
-# INT8_COUNT_SIGMAS * sqrt(count) + 2 (two extra near-boundary flips are noise on any size).
+# COUNT_SIGMAS * sqrt(count) + 2 (two extra near-boundary flips are noise on any size).
 INT8_RATIO = 2.0
-INT8_COUNT_SIGMAS = 3.0
+COUNT_SIGMAS = 3.0          # also the chance margin of the small-value error count
 # Without a baseline, more than this fraction of off-by-ones warns (isolated ones are expected,
 # FlashInfer, precision.md section 4; many suggest a rounding-mode difference).
 WARN_OFF_BY_ONE_FRAC = 0.05
