@@ -408,11 +408,13 @@ def mut_padding_ignored(spec, case, inputs, golden):
     if case.params["cache_mode"] != "page" or not (idx < 0).any():
         return None
 
-    def rows_all(host):
-        kc = host["k_cache"]
-        i = np.asarray(host["indices"]).astype(np.int64).ravel()
-        return np.arange(i.size), i % (kc.shape[0] * kc.shape[1])
-    return run_reference(spec, case, inputs, patch=lambda mod: _patched(mod, "write_rows", rows_all))
+    def rows_all(x, t, device):
+        import torch
+
+        kc = x["k_cache"]
+        i = x["indices"].reshape(-1).to(torch.int64)
+        return torch.arange(i.numel()), i % (kc.shape[0] * kc.shape[1])
+    return run_reference(spec, case, inputs, patch=lambda mod: _patched(mod, "_write_rows", rows_all))
 
 
 def mut_mask_ignored(spec, case, inputs, golden):

@@ -10,7 +10,23 @@
 """
 from __future__ import annotations
 
-from backends.golden.dequant_rope_quant_kvcache import write_rows
+
+def _write_rows(inputs, t: int, device):
+    """(token ids written, flat cache rows [C1*C2] they go to), ops.md#2 Scatter, in torch: written
+    apart from the numpy golden's, so the two cannot share a bug. contiguous: token (b, s) goes to
+    row b*C2 + indices[b] + s; page: token t to row indices[t], negative indices skipped."""
+    import torch
+
+    idx = inputs["indices"].reshape(-1).to(torch.int64).to(device)
+    if inputs["cache_mode"] == "page":
+        tok = torch.nonzero(idx >= 0).reshape(-1)
+        return tok, idx[tok]
+    batch = inputs["x"].shape[0]
+    per_batch = t // batch
+    c2 = inputs["k_cache"].shape[1]
+    tok = torch.arange(t, device=device)
+    b = torch.div(tok, per_batch, rounding_mode="floor")
+    return tok, b * c2 + idx[b] + tok % per_batch
 
 
 def _dequant_f32(inputs, x2):
@@ -77,10 +93,7 @@ def reference(params, inputs, device) -> dict:
     both = inputs.get("offset_k") is not None and inputs.get("offset_v") is not None
     qk = _quant(k32, inputs["scale_k"].reshape(1, nkv, d), inputs["offset_k"].reshape(1, nkv, d) if both else None)
     qv = _quant(v32, inputs["scale_v"].reshape(1, nkv, d), inputs["offset_v"].reshape(1, nkv, d) if both else None)
-    host = {"x": x, "k_cache": kc_in, "size_splits": splits,      # shapes only, plus the indices on host
-            "indices": inputs["indices"].cpu().numpy(), "cache_mode": inputs["cache_mode"]}
-    tok, rows = write_rows(host)
-    tok_t, rows_t = torch.as_tensor(tok, device=device), torch.as_tensor(rows, device=device)
+    tok_t, rows_t = _write_rows(inputs, t, device)
     out = {"q_out": q_r.reshape(lead + (nq, d))}
     if inputs["kv_output"]:
         out["k_out"], out["v_out"] = k_r.reshape(lead + (nkv, d)), v_out.reshape(lead + (nkv, d))

@@ -14,7 +14,70 @@ read on the host (actual_seq_lengths is a host list in the API too).
 """
 from __future__ import annotations
 
-from backends.golden.incre_flash_attention import MASK_FILL, geometry, query_bngd
+from dataclasses import dataclass
+
+# The shapes, windows and query layout below are read here, not taken from the numpy golden
+# (backends/golden/incre_flash_attention.py reads the same rules its own way): two references
+# sharing them could share their bug.
+MASK_FILL = -1e12   # ops.md #5: masked scores are set to -1e12 (kernel SelectWithBytesMask)
+
+
+@dataclass
+class _Geom:
+    layout: str
+    B: int
+    N: int
+    nkv: int
+    D: int
+    paged: bool
+    block_size: int
+    lo: list            # per batch: first KV position of the window
+    hi: list            # per batch: one past the last
+    row_valid: list     # per batch: False where the output row is documented zeros
+    S: int              # scores are computed over positions [0, S)
+
+    @property
+    def G(self) -> int:
+        return self.N // self.nkv
+
+
+def _geometry(inputs) -> _Geom:
+    """ops.md #5: per batch, the window is [0, L) with L from actual_seq_lengths (one value for all
+    batches, or one each; absent: the whole KV); with kv_padding_size (dense only, negative taken as
+    0) it ends padding positions before the KV end instead; an empty or negative window is zeros."""
+    q, k = inputs["query"], inputs["key"]
+    layout, n = inputs["input_layout"], int(inputs["num_heads"])
+    nkv = int(inputs["num_key_value_heads"]) or n
+    b = int(q.shape[0])
+    d = int(q.shape[-1]) // n if q.dim() == 3 else int(q.shape[-1])
+    paged = inputs.get("block_table") is not None
+    kv_len = 0 if paged else int(k.shape[2] if layout == "BNSD" else k.shape[1])
+    act = inputs.get("actual_seq_lengths")
+    if act is None:
+        lens = [kv_len] * b
+    else:
+        lens = [int(v) for v in act]
+        lens = lens * b if len(lens) == 1 else lens
+    pad = inputs.get("kv_padding_size")
+    if pad is not None and act is not None and not paged:
+        end = kv_len - max(int(pad.reshape(-1)[0]), 0)
+        lo, hi = [end - length for length in lens], [end] * b
+    else:
+        lo, hi = [0] * b, lens
+    valid = [start >= 0 and stop > start for start, stop in zip(lo, hi)]
+    reach = max((stop for stop, ok in zip(hi, valid) if ok), default=0)
+    return _Geom(layout, b, n, nkv, d, paged, int(inputs.get("block_size") or 0), lo, hi, valid, reach)
+
+
+def _query(q, g: _Geom):
+    """The query in its layout -> (B, N_kv, G, D): query head i attends with KV head i // G."""
+    if g.layout == "BNSD":
+        q = q[:, :, 0, :]
+    elif g.layout == "BSND":
+        q = q[:, 0]
+    else:                                                    # BSH
+        q = q[:, 0].reshape(g.B, g.N, g.D)
+    return q.reshape(g.B, g.nkv, g.G, g.D)
 
 
 def _kv_dense(x, g):
@@ -84,10 +147,10 @@ def _out_layout(o, g):
 def reference(params, inputs, device) -> dict:
     import torch
 
-    g = geometry(inputs)
+    g = _geometry(inputs)
     qt = inputs["query"]
     qdtype = qt.dtype
-    q = query_bngd(qt, g).float()   # the golden's layout helper works on torch tensors too
+    q = _query(qt, g).float()
     o = torch.zeros(g.B, g.nkv, g.G, g.D, device=qt.device)
     if g.S > 0:
         low = int(inputs["inner_precise"]) == 1
