@@ -7,6 +7,10 @@ from __future__ import annotations
 
 # nondeterministic: a device result that changed between launches on the same inputs (harness.devcheck)
 VERDICT_ORDER = ("pass", "skipped", "rejected", "warn", "fail", "nondeterministic", "error", "timeout", "crash")
+# The column order of verdict tables (run's summary, the nightly report): outcomes of a comparison
+# first, then what kept one from happening.
+DISPLAY_ORDER = ("pass", "warn", "fail", "nondeterministic", "error", "rejected", "skipped", "crash", "timeout")
+assert set(DISPLAY_ORDER) == set(VERDICT_ORDER)
 FAIL_ON = ("fail", "warn")           # the --fail-on choices: the least severe verdict that fails
 
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 
 from harness import frames
+from harness.verdicts import DISPLAY_ORDER as VERDICTS
 
 from . import overview, page, sections, trends
 from .overview import anchor
 
-VERDICTS = ("pass", "warn", "fail", "nondeterministic", "error", "rejected", "skipped", "crash", "timeout")
 REASON_CHARS = 240   # reason text per row of the all-results table; the full text is in results.parquet
 
 

@@ -13,9 +13,9 @@ from ..progress import Progress
 from ..results import RunWriter
 from ..spec import TIERS
 from ..timing import TIER_TIMING, TimingConfig
+from ..verdicts import DISPLAY_ORDER as VERDICTS
 from ..verdicts import FAIL_ON, is_failure
 
-VERDICTS = ("pass", "warn", "fail", "nondeterministic", "error", "rejected", "skipped", "crash", "timeout")
 
 
 def add_parser(sub):
