@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from backends.reference import op_module
-from backends.torch_backend import to_numpy, to_torch
+from backends.op_modules import op_module
+from backends.torch import to_numpy, to_torch
 from harness.dtypes import bits, cast, name_of
 
 # The tile along a reduced dimension in the accumulate-in-output-dtype mutant and in the blocked
@@ -39,7 +39,7 @@ class Variant:
 # ---- running the torch reference with a change -----------------------------------------------
 def run_reference(spec, case, inputs, *, params=None, patch=None):
     """The torch reference on cpu, optionally with other params and a patch context."""
-    mod = op_module("torch_ref", spec.name)
+    mod = op_module("torch", spec.name)
     dev = {k: to_torch(v, "cpu") for k, v in inputs.items()}
     ctx = patch(mod) if patch else contextlib.nullcontext()
     with ctx:

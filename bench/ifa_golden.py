@@ -18,7 +18,7 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 import numpy as np  # noqa: E402
 
-from backends.golden import incre_flash_attention as gold  # noqa: E402
+from backends.numpy import incre_flash_attention as gold  # noqa: E402
 from cases.incre_flash_attention import SPEC  # noqa: E402
 
 
@@ -42,8 +42,8 @@ def one(seq: int, d: int, repeat: int, torch_too: bool) -> dict:
     row = {"S": seq, "D": d, "golden_s_min": min(times), "golden_s_median": float(np.median(times)),
            "peak_MiB": peak / 2**20, "kv_fp16_MiB": kv / 2**20, "kv_float64_MiB": 4 * kv / 2**20}
     if torch_too:
-        from backends.torch_backend import to_torch
-        from backends.torch_ref.incre_flash_attention import reference
+        from backends.torch import to_torch
+        from backends.torch.incre_flash_attention import reference
 
         tin = {k: to_torch(v, "cpu") for k, v in inputs.items()}
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import time
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from backends.golden.nsa_selected_attention_grad import golden  # noqa: E402
+from backends.numpy.nsa_selected_attention_grad import golden  # noqa: E402
 from cases.nsa_selected_attention_grad import SPEC, cost  # noqa: E402
 
 

@@ -467,7 +467,7 @@ def regions(p, inputs, output):
         return [Region(output, None, ROPE_ROUNDED_RULE)]
     if output not in ("k_cache", "v_cache"):
         return None
-    from backends.golden.dequant_rope_quant_kvcache import quant_inputs, write_rows
+    from backends.numpy.dequant_rope_quant_kvcache import quant_inputs, write_rows
 
     kc = np.asarray(inputs[output])
     c1, c2 = kc.shape[:2]

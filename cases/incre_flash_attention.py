@@ -240,7 +240,7 @@ def regions(p, inputs, output):
         return [Region(f"{output}[ties]", None, TIES_RULE)]
     if p["quant2"] != "none":
         return [Region(output, None, QUANT_RULE)]
-    from backends.golden.incre_flash_attention import geometry
+    from backends.numpy.incre_flash_attention import geometry
 
     empty = ~geometry(inputs).row_valid
     rule = float_rule(p)

@@ -6,7 +6,7 @@
 import os
 
 # With torch-npu installed but no CANN, `import torch` fails unless device-backend autoload is
-# off; opdiff imports torch_npu explicitly where it needs it (backends/torch_npu_env.py).
+# off; opdiff imports torch_npu explicitly where it needs it (backends/torch_npu/_env.py).
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 # numpy's OpenBLAS with one thread unless the user chose (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS): on a
 # loaded host its threads wait on each other, and the comparisons' dot products (cosine) took 1.4 ms

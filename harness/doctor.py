@@ -2,7 +2,7 @@
 
 Each check is a `Line` (what, status, the reason or the finding, and which backends need it). `environment()`
 never raises and imports nothing heavy at module import: CANN is found and loaded through the aclnn backend's
-discovery (backends/aclnn/_lib.py), torch_npu is imported only through backends/torch_npu_env.py. `smoke()`
+discovery (backends/aclnn/_lib.py), torch_npu is imported only through backends/torch_npu/_env.py. `smoke()`
 runs the smallest positive and one parameter-level negative case of every op on each available backend,
 with the known-issue ledger applied, and reports each verdict.
 
@@ -152,7 +152,7 @@ def aclnn_device_lines() -> list[Line]:
     from ctypes import byref, c_uint32
 
     from backends.aclnn import AclnnBackend
-    from backends.torch_npu_env import visible_devices_note
+    from backends.torch_npu._env import visible_devices_note
 
     b = AclnnBackend()
     try:
@@ -168,7 +168,7 @@ def aclnn_device_lines() -> list[Line]:
 
 
 def torch_npu_lines() -> list[Line]:
-    from backends.torch_npu_env import load, npu_availability, task_queue_note, visible_devices_note
+    from backends.torch_npu._env import load, npu_availability, task_queue_note, visible_devices_note
 
     lines = []
     avail = npu_availability()

@@ -4,7 +4,7 @@ A golden on the host takes milliseconds to minutes while the kernel it judges ta
 and it only changes when its inputs or its code do. The store keeps each one under a key that
 names everything it depends on:
 
-    kind           "golden" (backends/golden, numpy float64) or "baseline" (backends/torch_ref, cpu)
+    kind           "golden" (backends/numpy, float64) or "baseline" (backends/torch, cpu)
     op, params     the case (its params_json, which carries a replayed record's digest)
     seed           the input data seed
     code           sha256 over the source of the implementing module, the op's input builder
@@ -150,12 +150,12 @@ def _spec_module(spec) -> str:
 
 
 def golden_key(spec, case, seed: int) -> Key:
-    code = code_hash(f"backends.golden.{spec.name}", "backends.numpy_backend", _spec_module(spec))
+    code = code_hash(f"backends.numpy.{spec.name}", "backends.numpy", _spec_module(spec))
     return _key("golden", spec, case, seed, code, _versions(False))
 
 
 def baseline_key(spec, case, seed: int) -> Key:
-    code = code_hash(f"backends.torch_ref.{spec.name}", "backends.torch_backend", _spec_module(spec))
+    code = code_hash(f"backends.torch.{spec.name}", "backends.torch", _spec_module(spec))
     return _key("baseline", spec, case, seed, code, _versions(True))
 
 

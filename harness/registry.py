@@ -19,9 +19,9 @@ ENTRY_POINT_GROUP = "opdiff.backends"
 
 # name -> "module:Class"; imported only when the backend is selected.
 BUILTIN_BACKENDS = {
-    "numpy": "backends.numpy_backend:NumpyBackend",
-    "torch": "backends.torch_backend:TorchBackend",
-    "torch_npu": "backends.torch_npu_graph:torch_npu_backend",   # eager, or graph mode for torch_npu:graph
+    "numpy": "backends.numpy:NumpyBackend",
+    "torch": "backends.torch:TorchBackend",
+    "torch_npu": "backends.torch_npu._graph:torch_npu_backend",   # eager, or graph mode for torch_npu:graph
     "aclnn": "backends.aclnn:AclnnBackend",
 }
 

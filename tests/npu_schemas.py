@@ -8,7 +8,7 @@ The schema strings come from the installed torch-npu wheel (extra `npu-schemas`)
     registered schema string itself is not recoverable from the shared library).
 
 `SchemaNamespace` defines them in a private `torch.library` namespace and implements them on CPU
-with the torch references (`backends/torch_ref/<op>.py`), so `torch.ops.<ns>.<name>(...)` binds every
+with the torch references (`backends/torch/<op>.py`), so `torch.ops.<ns>.<name>(...)` binds every
 positional argument, keyword, type and default exactly as the real operator would: a call that
 does not fit raises. Around the reference it models what the real stack does (tests/npu_fake_runtime.py):
 the wrappers' output allocation and hard-coded attributes, ATB's checks, the kernels' parameter checks and
@@ -30,9 +30,9 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")  # torch-npu install
 
 import torch  # noqa: E402
 
-from backends.reference import op_module  # noqa: E402
-from backends.torch_backend import to_numpy  # noqa: E402
-from backends.torch_npu_ops import ACL_FORMAT_FRACTAL_NZ, ADAPTERS, API_FUNCTIONS  # noqa: E402
+from backends.op_modules import op_module  # noqa: E402
+from backends.torch import to_numpy  # noqa: E402
+from backends.torch_npu._adapters import ACL_FORMAT_FRACTAL_NZ, ADAPTERS, API_FUNCTIONS  # noqa: E402
 from harness import registry  # noqa: E402
 from harness.errors import ConstraintViolation  # noqa: E402
 from tests import npu_fake_runtime as runtime  # noqa: E402
@@ -211,7 +211,7 @@ class SchemaNamespace:
         return impl
 
     def _run_reference(self, path, parsed, op, bound, aliased):
-        mod = op_module("torch_ref", op) if op else None
+        mod = op_module("torch", op) if op else None
         if mod is None:
             raise NotImplementedError(f"no torch reference for {path} (operator {op!r} not registered yet)")
         inputs = dict(bound)

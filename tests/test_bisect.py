@@ -39,11 +39,11 @@ def make_repo(tmp_path) -> Path:
     repo = tmp_path / "repo"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "harness", repo / "harness", ignore=ignore)
-    (repo / "backends" / "golden").mkdir(parents=True)
-    (repo / "backends" / "torch_ref").mkdir()
+    (repo / "backends" / "numpy").mkdir(parents=True)
+    (repo / "backends" / "torch").mkdir()
     for f in (ROOT / "backends").glob("*.py"):
         shutil.copy(f, repo / "backends" / f.name)
-    for pkg in ("golden", "torch_ref"):
+    for pkg in ("numpy", "torch"):
         for name in ("__init__.py", f"{OP}.py"):
             shutil.copy(ROOT / "backends" / pkg / name, repo / "backends" / pkg / name)
     (repo / "cases").mkdir()
@@ -91,7 +91,7 @@ def _history(repo, plant) -> dict:
     shas = {"good": _commit(repo, "good")}
     (repo / "NOTES.txt").write_text("history\nnoise 1\n")
     shas["noise1"] = _commit(repo, "noise 1")
-    golden = repo / "backends" / "golden" / f"{OP}.py"
+    golden = repo / "backends" / "numpy" / f"{OP}.py"
     saved = golden.read_text()
     golden.write_text(saved + "\ndef broken(:\n")
     shas["broken"] = _commit(repo, "broken build")
@@ -159,6 +159,6 @@ def test_exit_codes_good_bad_skip_abort(tmp_path):
     shutil.rmtree(repo / "opdiff_spin-0.1.dist-info")
     gone = _harness(repo, *check)
     assert gone.returncode == 125 and "skip: backend spin" in gone.stdout
-    (repo / "backends" / "golden" / f"{OP}.py").write_text("def broken(:\n")
+    (repo / "backends" / "numpy" / f"{OP}.py").write_text("def broken(:\n")
     skipped = _harness(repo, *check)
     assert skipped.returncode == 125 and "skip" in skipped.stdout

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import harness
-from backends import torch_npu_ops
+from backends.torch_npu import _adapters as torch_npu_ops
 from backends.torch_npu import TorchNpuBackend
 from harness import registry
 from harness.capture import record, replay, tensorfile
@@ -362,7 +362,7 @@ def test_capture_command_records_a_program_and_its_records_replay(tmp_path):
     assert len(planned) == n and report["unusable"] == [] and report["findings"] == []
     site = record.read(Path(planned[0][1].params["replay_record"])).manifest["call_site"]
     # the frame that called torch_npu (here the backend's launch; in a model, the model's line)
-    assert site["file"].endswith(os.path.join("backends", "torch_npu.py")) and site["function"] == "launch"
+    assert site["file"].endswith(os.path.join("backends", "torch_npu", "__init__.py")) and site["function"] == "launch"
 
 
 def test_replay_shards_and_resumes_like_any_plan(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.golden.dequant_rope_quant_kvcache import compute, dequant, quant_inputs, write_rows
-from backends.torch_backend import to_numpy, to_torch
-from backends.torch_ref.dequant_rope_quant_kvcache import reference
+from backends.numpy.dequant_rope_quant_kvcache import compute, dequant, quant_inputs, write_rows
+from backends.torch import to_numpy, to_torch
+from backends.torch.dequant_rope_quant_kvcache import reference
 from harness import derive, registry
 from harness.compare import compare
 from harness.dtypes import cast

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from ml_dtypes import bfloat16
 
-from backends import torch_npu_env
+from backends.torch_npu import _env as torch_npu_env
 from backends.torch_npu import TorchNpuBackend
-from backends.torch_npu_graph import TorchNpuGraphBackend, split_option, torchair_missing
+from backends.torch_npu._graph import TorchNpuGraphBackend, split_option, torchair_missing
 from harness import devcheck, registry
 from harness.devcheck import Checks, bitwise_diff
 from harness.runner import run_case

@@ -132,19 +132,19 @@ def test_key_follows_case_seed_and_code(tmp_path, monkeypatch):
     # a project module imported (lazily) by the golden's module changes the code hash
     for rel, text in {"cases/__init__.py": "", "cases/fake_op.py": "def f():\n    from cases import _helper\n",
                       "cases/_helper.py": "X = 1\n", "backends/__init__.py": "",
-                      "backends/golden/__init__.py": "", "backends/golden/fake_op.py": "import numpy\n"}.items():
+                      "backends/numpy/__init__.py": "", "backends/numpy/fake_op.py": "import numpy\n"}.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     monkeypatch.setattr(golden_store, "ROOT", tmp_path)
     monkeypatch.setattr(golden_store, "_closure_cache", {})
-    h1 = golden_store.code_hash("backends.golden.fake_op", "cases.fake_op")
+    h1 = golden_store.code_hash("backends.numpy.fake_op", "cases.fake_op")
     golden_store._closure_cache.clear()
-    assert golden_store.code_hash("backends.golden.fake_op", "cases.fake_op") == h1
+    assert golden_store.code_hash("backends.numpy.fake_op", "cases.fake_op") == h1
     (tmp_path / "cases/_helper.py").write_text("X = 2\n")
     golden_store._closure_cache.clear()
-    assert golden_store.code_hash("backends.golden.fake_op", "cases.fake_op") != h1
+    assert golden_store.code_hash("backends.numpy.fake_op", "cases.fake_op") != h1
     with pytest.raises(ValueError, match="no project source"):
-        golden_store.code_hash("backends.golden.missing_op")
+        golden_store.code_hash("backends.numpy.missing_op")
 
 
 def _rows(d):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.torch_backend import to_torch
+from backends.torch import to_torch
 from harness import registry
 from harness.capture import msprobe, replay
 from harness.cli import main

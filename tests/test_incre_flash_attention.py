@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from backends.golden import incre_flash_attention as gold
+from backends.numpy import incre_flash_attention as gold
 from cases import incre_flash_attention as ifa
 from harness.compare import compare
 from harness import registry
@@ -29,8 +29,8 @@ def _inputs(seed=0, **params):
 
 
 def _torch_ref(case, inputs):
-    from backends.torch_backend import to_numpy, to_torch
-    from backends.torch_ref.incre_flash_attention import reference
+    from backends.torch import to_numpy, to_torch
+    from backends.torch.incre_flash_attention import reference
 
     out = reference(case.params, {k: to_torch(v, "cpu") for k, v in inputs.items()}, "cpu")
     return to_numpy(out["attention_out"])
@@ -220,7 +220,7 @@ def test_page_attention_equals_dense_attention_over_gathered_blocks(cache_layout
 
 
 def test_output_quant_rounding_and_saturation():
-    from backends.torch_ref.incre_flash_attention import _quantize
+    from backends.torch.incre_flash_attention import _quantize
     import torch
 
     o = np.array([[0.5, 1.5, 2.5, -0.5, -2.5, 10.0, -10.0, 0.26]])

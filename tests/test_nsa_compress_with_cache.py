@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.golden.nsa_compress_with_cache import golden
-from backends.torch_backend import TorchBackend, to_numpy, to_torch
-from backends.torch_ref.nsa_compress_with_cache import reference
+from backends.numpy.nsa_compress_with_cache import golden
+from backends.torch import TorchBackend, to_numpy, to_torch
+from backends.torch.nsa_compress_with_cache import reference
 from cases.nsa_compress_with_cache import BUDGET, LEGAL_PAIRS, SPEC, triggered, written_rows
 from harness import registry
 from harness.dtypes import bits, cast

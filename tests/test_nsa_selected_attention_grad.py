@@ -10,9 +10,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from backends.golden.nsa_selected_attention_grad import _segment_add, golden  # noqa: E402
-from backends.torch_backend import to_numpy, to_torch  # noqa: E402
-from backends.torch_ref.nsa_selected_attention_grad import reference  # noqa: E402
+from backends.numpy.nsa_selected_attention_grad import _segment_add, golden  # noqa: E402
+from backends.torch import to_numpy, to_torch  # noqa: E402
+from backends.torch.nsa_selected_attention_grad import reference  # noqa: E402
 from cases._nsa_topk import make_topk  # noqa: E402
 from cases.nsa_selected_attention_grad import SPEC  # noqa: E402
 from harness import registry  # noqa: E402

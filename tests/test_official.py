@@ -12,9 +12,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from backends.golden import dequant_rope_quant_kvcache as drqk
-from backends.golden import incre_flash_attention as ifa
-from backends.golden import nsa_selected_attention_grad as nsag
+from backends.numpy import dequant_rope_quant_kvcache as drqk
+from backends.numpy import incre_flash_attention as ifa
+from backends.numpy import nsa_selected_attention_grad as nsag
 from harness import derive, registry
 from harness.errors import SpecError
 from harness.runner import run_case
@@ -181,7 +181,7 @@ def test_pin_fails_when_the_golden_adopts_the_official_behaviour(op, case_id, va
     real = registry.backend("numpy").golden(spec, case, inputs)
     changed = variant(case.params, inputs)
     assert any(not np.array_equal(np.asarray(real[k]), np.asarray(changed[k])) for k in real)   # not vacuous
-    mod = __import__(f"backends.golden.{op}", fromlist=["golden"])
+    mod = __import__(f"backends.numpy.{op}", fromlist=["golden"])
     monkeypatch.setattr(mod, "golden", variant)
     assert not _ok(spec, case), _verdicts(spec, case)
 

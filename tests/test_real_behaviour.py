@@ -153,7 +153,7 @@ def test_kv_output_false_returns_empty_k_and_v(ns):
 
 
 def torch_npu_declines(spec, case):
-    from backends.torch_npu_ops import ADAPTERS
+    from backends.torch_npu._adapters import ADAPTERS
 
     ad = ADAPTERS[spec.name]
     return ad.case_decline is not None and ad.case_decline(case.params, spec.make_inputs(case, 0))
@@ -302,7 +302,7 @@ def test_absent_actual_seq_len_is_an_empty_int_array_on_aclnn(aclnn):
 
 
 def test_quant_mode_other_than_0_or_1_is_declined_on_torch_npu():
-    from backends.torch_npu_ops import ADAPTERS
+    from backends.torch_npu._adapters import ADAPTERS
 
     why = ADAPTERS["dequant_rope_quant_kvcache"].case_decline({}, {"quant_mode": 2})
     assert "into \"static\"" in why
@@ -337,7 +337,7 @@ def test_functional_mode_is_a_row_and_a_known_issue(ns):
 
 
 def test_task_queue_setting_is_read_like_torch_npu(monkeypatch):
-    from backends.torch_npu_env import task_queue_enabled, task_queue_note
+    from backends.torch_npu._env import task_queue_enabled, task_queue_note
 
     monkeypatch.delenv("TASK_QUEUE_ENABLE", raising=False)
     assert task_queue_enabled() and "default 1" in task_queue_note() and runtime.TaskQueue().enabled

@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from backends.numpy_backend import NumpyBackend
+from backends.numpy import NumpyBackend
 
 SPIN_BASE_US = 60.0   # shortest kernel: long enough that perf_counter granularity (<1 us) is noise-free
 SPIN_SPREAD_US = 120.0

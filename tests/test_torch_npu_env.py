@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from backends import torch_npu_env
+from backends.torch_npu import _env as torch_npu_env
 from backends.torch_npu import TorchNpuBackend, classify, parse_device
 from harness import registry
 from harness.errors import UsageError

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from backends import torch_npu_ops
+from backends.torch_npu import _adapters as torch_npu_ops
 from backends.torch_npu import TorchNpuBackend
 from harness import ledger as ledger_mod
 from harness import registry
@@ -142,7 +142,7 @@ def test_in_place_cache_leaves_the_case_inputs_alone(ns, backend):
 
 
 def _as_np(t):
-    from backends.torch_backend import to_numpy
+    from backends.torch import to_numpy
 
     return to_numpy(t)
 

@@ -37,6 +37,7 @@ DEFAULT_MAX_BYTES = 2 << 30
 MANIFEST_OVERHEAD = 8192          # bytes a record's manifest and header add to its tensors, for the budget
 REASONS = ("sampled_out", "duplicate", "over_max_calls", "over_disk_budget", "failed")
 _HERE = str(Path(__file__).resolve().parent)
+_BACKENDS = str(Path(__file__).resolve().parents[2] / "backends") + os.sep   # opdiff's backends: call sites
 
 
 def _versions(module) -> dict:
@@ -48,13 +49,20 @@ def _versions(module) -> dict:
             "opdiff_commit": fp["opdiff_commit"], "host": fp["host"]}
 
 
+def _in_library(filename: str) -> bool:
+    """A frame of torch or torch_npu themselves; opdiff's own backends/torch*/ folders are call sites."""
+    if filename.startswith(_BACKENDS):
+        return False
+    return f"{os.sep}torch_npu{os.sep}" in filename or f"{os.sep}torch{os.sep}" in filename
+
+
 def _call_site() -> tuple[dict, list[str]]:
     """The first frame outside opdiff's capture, torch and torch_npu, and a short stack above it."""
     frames = []
     f = sys._getframe(2)
     while f is not None and len(frames) < 12:
         name = f.f_code.co_filename
-        if not (name.startswith(_HERE) or f"{os.sep}torch_npu{os.sep}" in name or f"{os.sep}torch{os.sep}" in name):
+        if not (name.startswith(_HERE) or _in_library(name)):
             frames.append((name, f.f_lineno, f.f_code.co_name))
         f = f.f_back
     if not frames:

@@ -109,10 +109,10 @@ def _load(op, case_id, backend_name):
     """(spec, case, backend) or an exit status. Any import failure here is a broken build: skip."""
     try:
         from .. import registry
-        from backends.reference import op_module
+        from backends.op_modules import op_module
 
         spec = registry.op(op)
-        for pkg in ("golden", "torch_ref"):
+        for pkg in ("numpy", "torch"):
             op_module(pkg, op)  # surfaces syntax/import errors of the op's references as a skip
     except Exception as exc:
         _say(f"skip: cannot load op {op}: {type(exc).__name__}: {exc}")

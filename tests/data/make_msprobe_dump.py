@@ -24,7 +24,7 @@ from msprobe.core.dump.data_dump.data_processor.base import ModuleForwardInputsO
 from msprobe.core.dump.data_dump.data_processor.pytorch_processor import TensorDataProcessor  # noqa: E402
 from msprobe.core.dump.data_dump.json_writer import DataWriter  # noqa: E402
 
-from backends.torch_backend import to_torch  # noqa: E402
+from backends.torch import to_torch  # noqa: E402
 from harness import registry  # noqa: E402
 
 # (op, which smoke case, torch_npu name as msprobe names it, positional arguments)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAIRS = [("backends/torch_ref", "backends.golden"), ("backends/golden", "backends.torch_ref")]
+PAIRS = [("backends/torch", "backends.numpy"), ("backends/numpy", "backends.torch")]
 
 
 def _imports(path: Path) -> set[str]:

@@ -30,7 +30,7 @@ def test_entry_point_backend_is_discovered(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: opdiff-fake-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[opdiff.backends]\nfakeplug = opdiff_fake_plugin:FakeBackend\n")
     (tmp_path / "opdiff_fake_plugin.py").write_text(
-        "from backends.numpy_backend import NumpyBackend\n"
+        "from backends.numpy import NumpyBackend\n"
         "class FakeBackend(NumpyBackend):\n    name = 'fakeplug'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.backend.cache_clear()

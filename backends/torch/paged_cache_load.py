@@ -1,7 +1,7 @@
 """torch reference of PagedCacheLoad: index_select of the cache rows named by the block table.
 
 The row -> (block, slot) mapping is written here, batch by batch, and not taken from the numpy
-golden (backends/golden/paged_cache_load.py computes it vectorized): two references sharing it could
+golden (backends/numpy/paged_cache_load.py computes it vectorized): two references sharing it could
 share its bug.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The shapes, windows and query layout below are read here, not taken from the numpy golden
-# (backends/golden/incre_flash_attention.py reads the same rules its own way): two references
+# (backends/numpy/incre_flash_attention.py reads the same rules its own way): two references
 # sharing them could share their bug.
 MASK_FILL = -1e12   # ops.md #5: masked scores are set to -1e12 (kernel SelectWithBytesMask)
 

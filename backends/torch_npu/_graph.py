@@ -5,7 +5,7 @@ This is the seed's second way of calling the op (004_9b455b0cf40d8ded.txt, è°ƒç”
     npu_backend = torchair.get_npu_backend(compiler_config=CompilerConfig())
     model = torch.compile(model, backend=npu_backend, dynamic=False, fullgraph=True)
 
-Everything else is the eager backend's (backends/torch_npu.py: adapters, device copies, refusals, timing):
+Everything else is the eager backend's (backends/torch_npu/__init__.py: adapters, device copies, refusals, timing):
 only the bound call is wrapped, so the two front ends differ in nothing but graph mode, and the runner
 pairs them bitwise (same `kernel_key`, harness.devcheck) as well as judging the graph outputs against the
 golden. `--backends torch_npu:graph`, `torch_npu:1+graph` for logical NPU 1.
@@ -14,7 +14,7 @@ What graph mode needs, checked in this order so that the reason names the first 
   - torchair: it ships inside the torch-npu wheel (`torch_npu/dynamo/torchair`); a wheel built without it
     registers the eager implementation instead (torch_npu/dynamo/__init__.py `_get_default_backend`);
   - the torch the wheel was built for: torch_npu X.Y.Z (and its torchair) needs torch X.Y.Z;
-  - an importable torch_npu with an NPU (backends/torch_npu_env.py), then `import torchair` itself
+  - an importable torch_npu with an NPU (backends/torch_npu/_env.py), then `import torchair` itself
     (torch_npu installs it lazily in sys.modules and replays the import error on first use).
   - per op, a Meta kernel: dynamo traces the call on fake tensors, so an op without one cannot enter the
     graph. torch_npu 2.13.0 registers them for npu_incre_flash_attention and npu_(dequant_)rope_quant_kvcache
@@ -35,9 +35,9 @@ import functools
 import importlib.util
 from pathlib import Path
 
-from .base import Availability
-from .torch_npu import TorchNpuBackend
-from .torch_npu_ops import ADAPTERS
+from backends.base import Availability
+from . import TorchNpuBackend
+from ._adapters import ADAPTERS
 
 GRAPH = "graph"
 

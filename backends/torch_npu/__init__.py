@@ -6,7 +6,7 @@
     npu_format_cast(x, 29)).
 
 The inputs dict is keyed by the torch_npu argument names, so the backend is a pass-through; what
-differs per operator lives in `backends/torch_npu_ops.py`. Inputs move to the device once per case
+differs per operator lives in `backends/torch_npu/_adapters.py`. Inputs move to the device once per case
 in `prepare` (untimed), `launch` is the bare call, `fetch` brings outputs back as numpy; caches the
 op updates in place are read back from the input tensors after the call. Latency comes from
 `torch_npu.npu.Event(enable_timing=True)` pairs around the launch, cold-cache by default (a 192 MiB NPU
@@ -29,11 +29,11 @@ import numpy as np
 from harness.errors import Declined, Rejected
 from harness.timing import ASCEND_L2_BYTES, EventTimer
 
-from .base import Availability, Backend
-from .torch_backend import to_numpy, to_torch
-from .torch_npu_env import load, npu_availability, task_queue_note, visible_devices_note
-from .torch_npu_errors import DEVICE_FAULT, REFUSAL, SCHEMA_ERRORS, classify, deferred_operator, library_message
-from .torch_npu_ops import ADAPTERS, MODES, Call
+from backends.base import Availability, Backend
+from backends.torch import to_numpy, to_torch
+from ._env import load, npu_availability, task_queue_note, visible_devices_note
+from ._errors import DEVICE_FAULT, REFUSAL, SCHEMA_ERRORS, classify, deferred_operator, library_message
+from ._adapters import ADAPTERS, MODES, Call
 
 log = logging.getLogger(__name__)
 __all__ = ["TorchNpuBackend", "classify", "parse_device", "parse_option", "DEVICE_FAULT", "REFUSAL", "SCHEMA_ERRORS"]
@@ -132,7 +132,7 @@ class TorchNpuBackend(Backend):
     def supports(self, spec, case):
         ad = ADAPTERS.get(spec.name)
         if ad is None:
-            return f"no torch_npu adapter for {spec.name} (backends/torch_npu_ops.py)"
+            return f"no torch_npu adapter for {spec.name} (backends/torch_npu/_adapters.py)"
         if ad.device_decline is not None and self._api is None:
             why = ad.device_decline(self.device_name())
             if why:

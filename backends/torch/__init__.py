@@ -11,8 +11,8 @@ import numpy as np
 
 from harness.dtypes import name_of, np_dtype
 
-from .base import Availability, Backend
-from .reference import op_module
+from backends.base import Availability, Backend
+from backends.op_modules import not_implemented, op_module
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")  # see README: torch-npu without CANN
 
@@ -76,14 +76,14 @@ class TorchBackend(Backend):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             return Availability(False, "torch.cuda.is_available() is False (no CUDA device or CPU-only torch)")
         if self.device.startswith("npu"):
-            from .torch_npu_env import npu_availability
+            from backends.torch_npu._env import npu_availability
 
             return npu_availability()
         return Availability(True)
 
     def supports(self, spec, case):
-        if op_module("torch_ref", spec.name) is None:
-            return f"no torch reference for {spec.name} (backends/torch_ref/{spec.name}.py missing)"
+        if op_module("torch", spec.name) is None:
+            return not_implemented("torch", spec.name)
         return None
 
     def prepare(self, spec, case, inputs):
@@ -93,7 +93,7 @@ class TorchBackend(Backend):
         return {"spec": spec, "case": case, "inputs": dev_inputs, "out": None}
 
     def launch(self, prepared):
-        mod = op_module("torch_ref", prepared["spec"].name)
+        mod = op_module("torch", prepared["spec"].name)
         prepared["out"] = mod.reference(prepared["case"].params, prepared["inputs"], self.device)
 
     def fetch(self, prepared):

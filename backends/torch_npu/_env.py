@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 import os
 
-from .base import Availability
+from backends.base import Availability
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 

@@ -10,21 +10,21 @@ import numpy as np
 from harness.dtypes import cast
 from harness.errors import Declined
 
-from .base import Availability, Backend
-from .reference import op_module
+from backends.base import Availability, Backend
+from backends.op_modules import not_implemented, op_module
 
 
 class NumpyBackend(Backend):
     name = "numpy"
 
     def supports(self, spec, case):
-        if op_module("golden", spec.name) is None:
-            return f"no numpy golden for {spec.name} (backends/golden/{spec.name}.py missing)"
+        if op_module("numpy", spec.name) is None:
+            return not_implemented("numpy", spec.name)
         return None
 
     def golden(self, spec, case, inputs) -> dict:
         """Validate (params and data), then compute the float64 golden."""
-        mod = op_module("golden", spec.name)
+        mod = op_module("numpy", spec.name)
         if mod is None:
             raise Declined(self.supports(spec, case))
         spec.validate(case.params, inputs)
