@@ -44,7 +44,7 @@ AXES = {
     "kv_dtype": ("float16", "bfloat16", "int8"),
     "actual_seq": ("none", "per_batch", "broadcast"),
     "mask_dtype": ("none",) + MASK_DTYPES,
-    "mask_shape": MASK_SHAPES,
+    "mask_shape": ("none",) + MASK_SHAPES,   # "none" goes with mask_dtype "none" (atten_mask_shape)
     "pse": ("none",) + PSE_SHAPES,
     "paged": (False, True),
     "antiquant": ("none",) + ANTIQUANT_SHAPES,

@@ -8,20 +8,17 @@ spec completes the rest.
 """
 from __future__ import annotations
 
-import itertools
-import logging
 import random
-import zlib
 from typing import Any, Mapping
 
+from . import pairwise
 from .errors import SpecError
+from .pairwise import complete_valid, rng_for
 from .spec import Case, OpSpec, sanitize_id, tier_rank
 
-log = logging.getLogger(__name__)
 
-
-def _rng(spec: OpSpec, tier: str, what: str) -> random.Random:
-    return random.Random(zlib.crc32(f"{spec.name}|{tier}|{what}".encode()))
+_rng = rng_for
+SAMPLE_DRAWS = 8      # partial draws tried per random top-up case before it is a spec error
 
 
 def _feasible(spec: OpSpec, partial: Mapping[str, Any]) -> bool:
@@ -32,95 +29,43 @@ def _make(spec: OpSpec, origin: str, params: dict, tier: str, violates: str | No
     return Case(spec.name, sanitize_id(f"{origin}-{spec.label(params)}"), params, origin, violates, tier)
 
 
-def _complete_valid(spec: OpSpec, partial: dict, rng: random.Random, tier: str) -> dict | None:
-    full = spec.complete(dict(partial), rng, tier)
-    for k, v in partial.items():
-        if full.get(k) != v:
-            raise SpecError(f"{spec.name}: complete() changed given param {k}={v!r} to {full.get(k)!r}")
-    return full if not spec.broken(full) else None
-
-
-def pairwise_rows(spec: OpSpec) -> list[dict]:
-    """Greedy all-pairs rows over spec.axes; pairs infeasible on their own are left out."""
-    axes = list(spec.axes.items())
-    uncovered = set()
-    for (i, (a, va)), (j, (b, vb)) in itertools.combinations(enumerate(axes), 2):
-        for x in va:
-            for y in vb:
-                if _feasible(spec, {a: x, b: y}):
-                    uncovered.add(((a, x), (b, y)))
-    rows = []
-    order = {name: i for i, (name, _) in enumerate(axes)}
-    while uncovered:
-        first = min(uncovered, key=lambda p: (order[p[0][0]], order[p[1][0]], repr(p)))
-        row = {first[0][0]: first[0][1], first[1][0]: first[1][1]}
-        for name, values in axes:
-            if name in row:
-                continue
-            best, best_gain = None, -1
-            for v in values:
-                trial = dict(row, **{name: v})
-                if not _feasible(spec, trial):
-                    continue
-                gain = sum(1 for k, x in row.items()
-                           if (((k, x), (name, v)) if order[k] < order[name] else ((name, v), (k, x))) in uncovered)
-                if gain > best_gain:
-                    best, best_gain = v, gain
-            if best is not None:
-                row[name] = best
-        rows.append(row)
-        covered = {((a, row[a]), (b, row[b])) for a, b in itertools.combinations([n for n, _ in axes], 2)
-                   if a in row and b in row}
-        uncovered -= covered
-        uncovered.discard(first)
-    return rows
-
-
 def positive_cases(spec: OpSpec, tier: str) -> list[Case]:
     rank = tier_rank(tier)
     plan = spec.tiers.get(tier)
     out: list[Case] = []
     seen: set[str] = set()
 
-    def add(origin: str, params: dict | None):
-        if params is None:
-            return
+    def add(origin: str, params: dict):
         case = _make(spec, origin, params, tier)
         key = case.params_json()
         if key not in seen:
             seen.add(key)
             out.append(case)
 
-    add("base", _complete_valid(spec, {}, _rng(spec, tier, "base"), tier))
+    add("base", _required(spec, {}, tier, "base", "complete({})"))
     for c in spec.constraints:
         for i, e in enumerate(c.edges):
-            if tier_rank(e.tier) > rank:
-                continue
-            full = _complete_valid(spec, dict(e.values), _rng(spec, tier, f"edge{c.name}{i}"), tier)
-            if full is None:
-                broken = [b.name for b in spec.broken(spec.complete(dict(e.values), _rng(spec, tier, f"edge{c.name}{i}"), tier))]
-                raise SpecError(f"{spec.name}: edge {dict(e.values)} of {c.name!r} completes to a case breaking {broken}")
-            add(f"edge-{c.name}-{i}", full)
+            if tier_rank(e.tier) <= rank:
+                add(f"edge-{c.name}-{i}", _required(spec, dict(e.values), tier, f"edge{c.name}{i}",
+                                                     f"edge {dict(e.values)} of {c.name!r}"))
     if plan is None or plan.pairwise:
-        dropped = 0
-        for n, row in enumerate(pairwise_rows(spec)):
-            full = None
-            for attempt in range(4):  # completion is random; a few draws rescue most rows
-                full = _complete_valid(spec, row, _rng(spec, tier, f"pw{n}.{attempt}"), tier)
-                if full is not None:
-                    break
-            dropped += full is None
+        for n, full in enumerate(pairwise.plan(spec, tier).rows):  # every row completed: none dropped
             add(f"pw{n:02d}", full)
-        if dropped:
-            log.debug("%s: %d pairwise rows infeasible after completion", spec.name, dropped)
     rng = _rng(spec, tier, "sample")
     for n in range(plan.sample if plan else 0):
-        partial = draw_partial(spec, rng)
-        add(f"rand{n:02d}", _complete_valid(spec, partial, rng, tier))
+        add(f"rand{n:02d}", _sample(spec, rng, tier, n))
     if plan and plan.hypothesis:
         for case in hypothesis_cases(spec, tier, plan.hypothesis):
             add(case.origin, case.params)
     return out
+
+
+def _required(spec: OpSpec, partial: dict, tier: str, seed: str, what: str) -> dict:
+    full = complete_valid(spec, partial, _rng(spec, tier, seed), tier)
+    if full is None:
+        broken = [b.name for b in spec.broken(spec.complete(dict(partial), _rng(spec, tier, seed), tier))]
+        raise SpecError(f"{spec.name}: {what} completes to a case breaking {broken}")
+    return full
 
 
 def hypothesis_cases(spec: OpSpec, tier: str, n: int) -> list[Case]:
@@ -137,6 +82,16 @@ def hypothesis_cases(spec: OpSpec, tier: str, n: int) -> list[Case]:
 
     collect()
     return found
+
+
+def _sample(spec: OpSpec, rng: random.Random, tier: str, n: int) -> dict:
+    """A random valid case; a few partial draws are tried, then it is a spec error (never dropped)."""
+    for _ in range(SAMPLE_DRAWS):
+        full = complete_valid(spec, draw_partial(spec, rng), rng, tier)
+        if full is not None:
+            return full
+    raise SpecError(f"{spec.name} ({tier}): random case {n}: {SAMPLE_DRAWS} drawn partials all complete to a "
+                    "broken case: complete() must choose its free values so that the constraints hold")
 
 
 def draw_partial(spec: OpSpec, rng: random.Random) -> dict:

@@ -5,6 +5,7 @@ import sys
 
 from .. import registry
 from ..derive import exercised
+from ..pairwise import coverage
 from ..spec import TIERS
 
 
@@ -23,6 +24,7 @@ def main(args) -> int:
                              for t, cs in counts.items())
         out.write(f"{spec.name}  ({spec.seed})\n  {spec.summary}\n  outputs: {', '.join(spec.outputs)}\n"
                   f"  cases: {per_tier}\n")
+        out.write(f"  pairwise coverage: {_coverage(spec, counts)}\n")
         ex = exercised(spec, counts["nightly"])
         out.write(f"  constraints ({len(spec.constraints)}; edge cases / negative cases in the nightly tier):\n")
         width = max(len(c.name) for c in spec.constraints)
@@ -33,6 +35,15 @@ def main(args) -> int:
         out.write("\n")
     out.write(f"backends: {', '.join(registry.backend_names())}\n")
     return 0
+
+
+def _coverage(spec, counts) -> str:
+    """Per tier: feasible pairs of axis values the tier's positive cases hold, of all feasible pairs."""
+    parts = []
+    for tier, cases in counts.items():
+        covered, feasible = coverage(spec, tier, cases)
+        parts.append(f"{tier} {covered}/{feasible} pairs ({100.0 * covered / max(feasible, 1):.1f}%)")
+    return ", ".join(parts)
 
 
 def _named(out, spec, counts, detail: bool) -> None:
