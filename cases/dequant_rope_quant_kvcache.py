@@ -24,10 +24,11 @@ import random
 
 import numpy as np
 
-from harness.dtypes import cast
+from harness.dtypes import cast, itemsize
 from harness.constraint_kinds import no_fault
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
+from ._capture_dequant_rope_quant_kvcache import infer as infer_call
 from ._official_dequant_rope_quant_kvcache import NAMED
 
 SEED = "001_76384a1a5e84732b.txt"
@@ -41,7 +42,6 @@ MAX_HIDDEN = 4096          # seed: "x的尾轴小于等于4096,且按64对齐"
 HIDDEN_ALIGN = 64
 CONTIG_FAULTS = ("contig_index_out_of_range", "contig_index_negative")
 TIE_EXP = 4                # ties: k/v values are m * 2**-TIE_EXP, scales 2**-(TIE_EXP-1): y = m/2 exactly
-ITEMSIZE = {"float16": 2, "bfloat16": 2, "int32": 4, "float32": 4}
 
 
 def hidden(p) -> int:
@@ -313,14 +313,15 @@ def _rope_tables(p, rng, t):
 
 def _x_and_dequant(p, rng, t, h, nq_d):
     """x [T, H] and the dequant inputs. `ties`: every value of the k/v part dequantizes to
-    m * 2**-e exactly (powers-of-two scales, integer or dyadic bias) so that, with quant scales
-    2**-(e-1), y = m/2 lands on exact .5 ties in every precision path (ops.md#2)."""
+    m * 2**-e exactly with m odd (powers-of-two scales, integer or dyadic bias) so that, with quant
+    scales 2**-(e-1), y = m/2 lands on an exact .5 tie in every precision path (ops.md#2); RoPE's
+    quarter turns only permute and negate, so every written k/v element is a tie."""
     xd, bd, ties = p["x_dtype"], p["bias_dtype"], p["ties"]
     extra = {"weight_scale": None, "activation_scale": None, "bias": None}
     if xd != "int32":
         if ties:
             x = rng.uniform(-4, 4, size=(t, h))
-            x[:, nq_d:] = rng.integers(-255, 256, size=(t, h - nq_d)) * 2.0 ** -TIE_EXP
+            x[:, nq_d:] = (2 * rng.integers(-128, 128, size=(t, h - nq_d)) + 1) * 2.0 ** -TIE_EXP   # odd m
         else:
             x = rng.uniform(-4, 4, size=(t, h))
         exp = TIE_EXP
@@ -343,6 +344,10 @@ def _x_and_dequant(p, rng, t, h, nq_d):
         elif bd != "none":
             b = rng.integers(-7, 8, size=h) * 2.0 ** -exp if ties else rng.uniform(-1, 1, size=h)
             extra["bias"] = cast(b, bd) if bd in FLOATS or bd == "float32" else b.astype(bd)
+        if ties:   # m = x + bias in units of 2**-exp (ops.md#2 Dequant): make it odd on the k/v part
+            bias = extra["bias"]
+            m_bias = np.zeros(h) if bias is None else np.asarray(bias, np.float64) * (1 if bd == "int32" else 2.0 ** exp)
+            x[:, nq_d:] += (x[:, nq_d:] + np.rint(m_bias[nq_d:]).astype(np.int64)) % 2 == 0
     if xd != "int32" and bd != "none":   # ignored for float x (seed: "不生效"); passed to pin that
         extra["bias"] = cast(rng.uniform(-1, 1, size=h), bd) if bd != "int32" else rng.integers(-20, 21, h).astype(np.int32)
     if xd != "int32" and p["has_weight_scale"]:
@@ -467,21 +472,32 @@ def regions(p, inputs, output):
         return [Region(output, None, ROPE_ROUNDED_RULE)]
     if output not in ("k_cache", "v_cache"):
         return None
-    from backends.numpy.dequant_rope_quant_kvcache import quant_inputs, write_rows
-
     kc = np.asarray(inputs[output])
     c1, c2 = kc.shape[:2]
-    tok, rows = write_rows(inputs)
+    _, rows = write_rows(inputs)
     written = np.zeros(c1 * c2, bool)
     written[rows] = True
-    out = [Region(f"{output}[untouched]", ~written.reshape(c1, c2), OutputRule("exact", why="not written: bitwise")),
-           Region(f"{output}[written]", written.reshape(c1, c2), SPEC.rules[output])]
-    if p["ties"]:
-        y = quant_inputs(inputs)["k" if output == "k_cache" else "v"][tok]
-        tie = np.zeros((c1 * c2,) + kc.shape[2:], bool)
-        tie[rows] = np.abs(y - np.floor(y) - 0.5) == 0
-        out.append(Region(f"{output}[ties]", tie.reshape(kc.shape), TIES_RULE))
-    return out
+    untouched = Region(f"{output}[untouched]", ~written.reshape(c1, c2), OutputRule("exact", why="not written: bitwise"))
+    if p["ties"]:   # build_inputs makes every written element an exact tie
+        return [untouched, Region(f"{output}[ties]", written.reshape(c1, c2), TIES_RULE)]
+    return [untouched, Region(f"{output}[written]", written.reshape(c1, c2), SPEC.rules[output])]
+
+
+def write_rows(inputs):
+    """(token ids written, flat cache rows [C1*C2] they go to), for both cache modes: the Scatter of
+    ops.md#2. contiguous: token (b, s) -> cache[b, indices[b] + s]; page: token t -> cache.view(-1)[indices[t]],
+    negative indices skipped. Reads shapes and host values only (numpy inputs)."""
+    xs = tuple(inputs["x"].shape)
+    t = math.prod(xs[:-1])
+    s = t // xs[0]
+    c2 = inputs["k_cache"].shape[1]
+    idx = np.asarray(inputs["indices"]).astype(np.int64).ravel()
+    if inputs["cache_mode"] == "page":
+        tok = np.nonzero(idx >= 0)[0]
+        return tok, idx[tok]
+    tok = np.arange(t)
+    b = tok // s
+    return tok, b * c2 + idx[b] + tok % s
 
 
 def label(p) -> str:
@@ -510,8 +526,8 @@ def cost(p) -> tuple[float, float]:
     """Bytes (x, cos, sin, q/k/v outputs, the int8 rows written twice) and FLOPs (dequant, RoPE, quant)."""
     t, h, d = tokens(p), hidden(p), p["head_dim"]
     nq, nkv = p["num_q_heads"], p["num_kv_heads"]
-    out_b = ITEMSIZE.get(p["cos_dtype"], 2)
-    nbytes = t * h * ITEMSIZE.get(p["x_dtype"], 2) + 2 * t * d * out_b
+    out_b = itemsize(p["cos_dtype"], 2)
+    nbytes = t * h * itemsize(p["x_dtype"], 2) + 2 * t * d * out_b
     nbytes += t * (nq + (2 * nkv if p["kv_output"] else 0)) * d * out_b + 2 * t * nkv * d
     flops = t * ((3 * h if p["x_dtype"] == "int32" else 0) + 3 * (nq + nkv) * d + 2 * 2 * nkv * d)
     return float(nbytes), float(flops)
@@ -537,4 +553,5 @@ SPEC = OpSpec(
     regions=regions,
     cost=cost,
     named=NAMED,
+    infer_call=infer_call,
 )

@@ -30,11 +30,14 @@ from __future__ import annotations
 import math
 import random
 
+from harness.dtypes import itemsize
 from harness.spec import OpSpec, OutputRule, Region
 
+from ._capture_incre_flash_attention import infer as infer_call
 from ._ifa_constraints import (ANTIQUANT_SHAPES, CONSTRAINTS, LAYOUTS, LIMITS, MASK_DTYPES, MASK_SHAPES,
                                PSE_SHAPES, QDT, SEED)
 from ._ifa_inputs import build_inputs, default_scale
+from ._ifa_windows import kv_windows
 from . import _ifa_ties
 from ._official_incre_flash_attention import NAMED
 
@@ -240,9 +243,7 @@ def regions(p, inputs, output):
         return [Region(f"{output}[ties]", None, TIES_RULE)]
     if p["quant2"] != "none":
         return [Region(output, None, QUANT_RULE)]
-    from backends.numpy.incre_flash_attention import geometry
-
-    empty = ~geometry(inputs).row_valid
+    empty = ~kv_windows(inputs)[2]
     rule = float_rule(p)
     if not empty.any():
         return [Region(output, None, rule)]
@@ -254,10 +255,9 @@ def regions(p, inputs, output):
 
 def cost(p) -> tuple[float, float]:
     """Bytes moved (q, K, V, out) and FLOPs (2 matmuls of B*N*S*D multiply-adds)."""
-    item = {"float16": 2, "bfloat16": 2, "int8": 1}
     B, N, nkv, D, S = p["batch"], p["num_heads"], p["num_kv_heads"], p["head_dim"], p["kv_seq"]
-    kv = 2 * B * nkv * S * D * item.get(p["kv_dtype"], 4)
-    qo = B * N * D * (item.get(p["dtype"], 4) + (1 if p["quant2"] != "none" else item.get(p["dtype"], 4)))
+    kv = 2 * B * nkv * S * D * itemsize(p["kv_dtype"], 4)
+    qo = B * N * D * (itemsize(p["dtype"], 4) + (1 if p["quant2"] != "none" else itemsize(p["dtype"], 4)))
     return float(kv + qo), 4.0 * B * N * S * D
 
 
@@ -277,4 +277,5 @@ SPEC = OpSpec(
     regions=regions,
     cost=cost,
     named=NAMED + _ifa_ties.NAMED,
+    infer_call=infer_call,
 )

@@ -18,17 +18,17 @@ import random
 
 import numpy as np
 
-from harness.dtypes import cast
+from harness.dtypes import cast, itemsize
 from harness.constraint_kinds import int32_indices, no_fault
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
+from ._capture_nsa_compress_with_cache import infer as infer_call
 from ._official_nsa_compress_with_cache import NAMED
 
 SEED = "000_ec996efdb875dc79.txt"
 OPS = "ops.md#1"
 DTYPES = ("float16", "bfloat16")
-ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4}
 LEGAL_CBS = (16, 32, 48, 64)
 LEGAL_PAIRS = tuple((c, s) for c in LEGAL_CBS for s in LEGAL_CBS if s <= c)   # 10 (cbs, stride) pairs
 MAX_BATCH = 2048          # ops.md#1 constraints: "B <= 2048" (tiling)
@@ -379,7 +379,7 @@ def label(p) -> str:
 
 def cost(p) -> tuple[float, float]:
     """Upper bound (every batch triggers): windows read, weights read, rows written; 2 FLOPs per product."""
-    item = ITEMSIZE.get(p["dtype"], 2)
+    item = itemsize(p["dtype"], 2)
     nd = p["num_heads"] * p["head_dim"]
     win = p["batch"] * p["compress_block_size"] * nd
     return float(item * (win + p["compress_block_size"] * p["num_heads"] + p["batch"] * nd)), 2.0 * win
@@ -411,4 +411,5 @@ SPEC = OpSpec(
     cost=cost,
     named=NAMED,
     optional_params=("act_lens",),
+    infer_call=infer_call,
 )

@@ -28,6 +28,7 @@ from harness.dtypes import cast, np_dtype
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, TierPlan, edge
 
+from ._capture_nsa_selected_attention_grad import infer as infer_call
 from ._nsa_select import forward64, selected_rows_mask
 from ._nsa_topk import make_topk
 from ._official_nsa_selected_attention_grad import NAMED
@@ -511,4 +512,5 @@ SPEC = OpSpec(
     # smoke keeps the pairwise rows (every feasible pair of axis values once): at the smoke budget
     # the 22 rows add about 1.5 s on the torch backend
     tiers={"smoke": TierPlan(sample=2), "nightly": TierPlan(sample=12), "full": TierPlan(sample=24, hypothesis=25)},
+    infer_call=infer_call,
 )

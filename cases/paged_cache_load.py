@@ -16,26 +16,23 @@ import random
 
 import numpy as np
 
+from harness.dtypes import itemsize, nz_c0
 from harness.constraint_kinds import int32_indices, no_fault
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Source, edge
 
+from ._capture_paged_cache_load import infer as infer_call
 from ._official_paged_cache_load import NAMED
 
 SEED = "003_5c277c3930bec26e.txt"
 OPS = "ops.md#4"
 DTYPES = ("float16", "bfloat16", "int8")
-ITEMSIZE = {"float16": 2, "bfloat16": 2, "int8": 1, "float32": 4}
 NZ_MAX_TOKEN_BYTES = 147456  # ops.md #4 "N*D*32 <= 147456": the tiling bound on one token's bytes
 
 
-def nz_c0(dtype: str) -> int:
-    """NZ fractal width: 32 elements for int8, 16 for fp16/bf16 (seed: elenum_aligned)."""
-    return 32 if dtype == "int8" else 16
-
 
 def _hidden_bytes_ok(p) -> bool:
-    return all(p["num_heads"] * p[d] * ITEMSIZE.get(p[t], 4) % 32 == 0
+    return all(p["num_heads"] * p[d] * itemsize(p[t], 4) % 32 == 0
                for d, t in (("head_size_k", "k_dtype"), ("head_size_v", "v_dtype")))
 
 
@@ -111,8 +108,8 @@ CONSTRAINTS = (
       violations=[dict(layout="NZ", has_seq_starts=True, cumsum=False)]),
     C("nz_token_bytes_limit", Source(OPS, "NZ constraints: N*D*32 <= 147456 (max test shape [290,4608,128,32])"),
       ("layout", "num_heads", "head_size_k", "head_size_v", "k_dtype", "v_dtype"),
-      lambda p: p["layout"] != "NZ" or max(p["num_heads"] * p["head_size_k"] * ITEMSIZE.get(p["k_dtype"], 4),
-                                           p["num_heads"] * p["head_size_v"] * ITEMSIZE.get(p["v_dtype"], 4))
+      lambda p: p["layout"] != "NZ" or max(p["num_heads"] * p["head_size_k"] * itemsize(p["k_dtype"], 4),
+                                           p["num_heads"] * p["head_size_v"] * itemsize(p["v_dtype"], 4))
       <= NZ_MAX_TOKEN_BYTES,
       edges=[edge("nightly", layout="NZ", k_dtype="int8", v_dtype="int8", num_heads=32, head_size_k=4608,
                   head_size_v=32, block_size=16, batch=1, max_context=16)],
@@ -232,7 +229,7 @@ def label(p) -> str:
 def cost(p) -> tuple[float, float]:
     """Bytes moved (tokens read from the cache and written out) and FLOPs (none: a copy)."""
     tokens = p["batch"] * p["max_context"]  # upper bound: the longest context per sequence
-    per_token = p["num_heads"] * (p["head_size_k"] * ITEMSIZE[p["k_dtype"]] + p["head_size_v"] * ITEMSIZE[p["v_dtype"]])
+    per_token = p["num_heads"] * (p["head_size_k"] * itemsize(p["k_dtype"]) + p["head_size_v"] * itemsize(p["v_dtype"]))
     return 2.0 * tokens * per_token, 0.0
 
 
@@ -253,4 +250,5 @@ SPEC = OpSpec(
     cost=cost,
     named=NAMED,
     optional_params=("context_lens",),
+    infer_call=infer_call,
 )

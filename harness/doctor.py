@@ -12,11 +12,11 @@ is not what the case expects).
 """
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .envinfo import dist_version, release
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,6 @@ class Line:
 
 
 # ---- versions -----------------------------------------------------------------------------------------------
-def dist_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def release(version: str) -> tuple[int, ...]:
-    """The leading numeric release of a version: '2.5.1.post1' -> (2, 5, 1), '2.5.1+cpu' -> (2, 5, 1)."""
-    return tuple(int(p) for p in re.findall(r"\d+", version.split("+", 1)[0])[:3])
-
-
 def torch_versions() -> list[Line]:
     torch_v, npu_v = dist_version("torch"), dist_version("torch-npu") or dist_version("torch_npu")
     lines = [Line("torch", "ok" if torch_v else "missing", torch_v or "not installed", ("torch_npu",))]

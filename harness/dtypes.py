@@ -32,6 +32,19 @@ def name_of(dtype) -> str:
     return dt.name
 
 
+def itemsize(name: str, default: int | None = None) -> int:
+    """Bytes per element of a dtype name; `default` (when given) for a name that is no dtype, e.g. "none"."""
+    if default is not None and name not in ALL_DTYPES:
+        return default
+    return np_dtype(name).itemsize
+
+
+def nz_c0(name: str) -> int:
+    """Elements per row of a FRACTAL_NZ fractal (C0): 32 for int8, 16 otherwise (seed 003 elenum_aligned;
+    ops.md section 4: nz[blk, h // C0, t, h % C0] = nd[blk, t, h])."""
+    return 32 if name == "int8" else 16
+
+
 def is_float(name: str) -> bool:
     return name in FLOAT_DTYPES
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 
-def _version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
+    """The installed version of a distribution, None when it is not installed."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The leading numeric release of a version: '2.5.1.post1' -> (2, 5, 1), '2.5.1+cpu' -> (2, 5, 1)."""
+    return tuple(int(p) for p in re.findall(r"\d+", version.split("+", 1)[0])[:3])
 
 
 def cann_version() -> str | None:
@@ -60,10 +67,10 @@ def cpu_name() -> str:
 def fingerprint(device_names: dict | None = None) -> dict:
     return {
         "python": sys.version.split()[0],
-        "numpy": _version("numpy"),
-        "ml_dtypes": _version("ml_dtypes"),
-        "torch": _version("torch"),
-        "torch_npu": _version("torch-npu") or _version("torch_npu"),
+        "numpy": dist_version("numpy"),
+        "ml_dtypes": dist_version("ml_dtypes"),
+        "torch": dist_version("torch"),
+        "torch_npu": dist_version("torch-npu") or dist_version("torch_npu"),
         "cann": cann_version(),
         "opdiff_commit": git_commit(),
         "host": socket.gethostname(),

@@ -256,6 +256,8 @@ class OpSpec:
                  case, e.g. per-batch lengths); any other unknown param of a named case is an error.
     nondeterministic: None, or why the op's documents say repeated runs may differ (cite the clause);
                  exempts it from `run --determinism` (harness.devcheck), its rows say so.
+    infer_call:  (arguments, tensor meta, manifest) of a recorded torch_npu call -> (params, inputs), for
+                 `run --replay` (harness.capture.infer); None: the op's records cannot be replayed.
     """
 
     name: str
@@ -276,6 +278,7 @@ class OpSpec:
     named: tuple[Named, ...] = ()
     optional_params: tuple[str, ...] = ()
     nondeterministic: str | None = None
+    infer_call: Callable[[dict, dict, dict], tuple[dict, dict]] | None = None
     tiers: Mapping[str, TierPlan] = field(default_factory=lambda: {
         "smoke": TierPlan(sample=2), "nightly": TierPlan(sample=12), "full": TierPlan(sample=24, hypothesis=25)})
 

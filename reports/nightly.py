@@ -5,7 +5,7 @@ that lets it load nothing), rendered by jinja2 with autoescaping from templates/
 It reads top down:
   first screen   the run's verdict in one line, its identity, the op x backend matrix  (overview)
                  and every unexpected result with reason, worst element, known issue, repro
-  regressions    against --baseline (harness.commands.compare)
+  regressions    against --baseline (harness.run_compare)
   trends         across --history (+ this run) with detected steps and the nightly rule (trends)
   per op         error distributions per output kind, latency against the roofline  (sections)
   all results    one row per case x backend, filterable and sortable
@@ -85,7 +85,7 @@ def known_issue_rows(meta: dict) -> list[dict]:
 
 
 def regression_table(run_dir, baseline) -> dict:
-    from harness.commands.compare import compare_runs
+    from harness.run_compare import compare_runs
 
     rows = compare_runs([baseline], [run_dir])
     counts = {}

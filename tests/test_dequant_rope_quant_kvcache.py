@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.numpy.dequant_rope_quant_kvcache import compute, dequant, quant_inputs, write_rows
+from backends.numpy.dequant_rope_quant_kvcache import compute, dequant, quant_inputs
+from cases.dequant_rope_quant_kvcache import write_rows
 from backends.torch import to_numpy, to_torch
 from backends.torch.dequant_rope_quant_kvcache import reference
 from harness import derive, registry
@@ -83,15 +84,20 @@ def test_ties_away_rounding_is_caught(path):
     case, inputs = make(ties=True, offsets="both", x_rank=3, batch=2, seq_len=3, cache_mode="contiguous", **path)
     g = compute(case.params, inputs)
     away = compute(case.params, inputs, rounding="away")
-    y = quant_inputs(inputs)["k"]
-    assert (np.abs(y - np.floor(y) - 0.5) == 0).sum() > 20 and (np.rint(y) != np.sign(y) * np.floor(np.abs(y) + .5)).any()
-    verdicts = {}
+    tok, _ = write_rows(inputs)
+    for name in ("k", "v"):   # build_inputs makes every written element an exact .5 tie
+        y = quant_inputs(inputs)[name][tok]
+        assert y.size > 20 and np.all(np.abs(y - np.floor(y)) == 0.5)
+    verdicts, written = {}, {}
     for out in ("k_cache", "v_cache"):
         for region in SPEC.output_regions(case.params, inputs, out):
             verdicts[region.label] = compare(away[out][region.mask], g[out][region.mask], region.rule).verdict
-    assert verdicts["k_cache[ties]"] == "fail" and verdicts["v_cache[ties]"] == "fail"
-    # quant_int8 alone (|diff| <= 1) would let ties-away through: the ties region is what catches it
-    assert verdicts["k_cache[written]"] != "fail" and verdicts["k_cache[untouched]"] == "pass"
+            written[region.label] = region.mask
+    assert verdicts == {"k_cache[untouched]": "pass", "k_cache[ties]": "fail",
+                        "v_cache[untouched]": "pass", "v_cache[ties]": "fail"}
+    # quant_int8 alone (|diff| <= 1) would let ties-away through: the ties rule is what catches it
+    m = written["k_cache[ties]"]
+    assert compare(away["k_cache"][m], g["k_cache"][m], SPEC.rules["k_cache"]).verdict != "fail"
     t = torch_out(case, inputs)
     for out in ("k_cache", "v_cache"):                  # every path is exact on tie inputs: bitwise
         np.testing.assert_array_equal(t[out], g[out])

@@ -168,7 +168,7 @@ def _verdicts(rows):
 
 
 def test_two_runs_of_the_same_code_are_same_on_every_case(tmp_path, spin_registered):
-    from harness.commands.compare import compare_runs, exit_code
+    from harness.run_compare import compare_runs, exit_code
 
     cases = _spin_cases()
     write_replicated(tmp_path, {"base": {}, "new": {}}, 3, cases)
@@ -181,7 +181,7 @@ def test_two_runs_of_the_same_code_are_same_on_every_case(tmp_path, spin_registe
 
 
 def test_injected_20_percent_slowdown_is_slower_on_affected_cases_only(tmp_path, spin_registered):
-    from harness.commands.compare import compare_runs, exit_code
+    from harness.run_compare import compare_runs, exit_code
 
     spec, chosen = _spin_cases()
     affected = {c.id for c in chosen if c.id.startswith("edge-")}
@@ -212,7 +212,7 @@ def test_accuracy_regression_in_the_same_table_and_cli_exit_codes(tmp_path, spin
 
 
 def test_ambiguous_only_exits_3_and_modes_are_never_mixed(tmp_path):
-    from harness.commands.compare import Row, exit_code
+    from harness.run_compare import Row, exit_code
 
     def row(v, acc="SAME"):
         return Row("op", "c", "b", v, 1.2, 1, 1, 1, 1, None, None, None, 0.05, "", acc, "", "")
@@ -227,7 +227,7 @@ def test_timing_modes_differ_is_ambiguous(tmp_path, spin_registered):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from harness.commands.compare import compare_runs
+    from harness.run_compare import compare_runs
 
     cases = _spin_cases(2)
     write_replicated(tmp_path, {"base": {}, "new": {}}, 2, cases)
@@ -249,7 +249,7 @@ def test_run_repeat_interleaved_processes_same_code(tmp_path):
     import subprocess
     import sys
 
-    from harness.commands.compare import compare_runs
+    from harness.run_compare import compare_runs
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     dist = tmp_path / "plug" / "opdiff_spin-0.1.dist-info"

@@ -95,7 +95,7 @@ def _inject(side_dir, values: dict):
 
 def test_compare_reports_drift_as_ambiguous_and_a_steady_machine_as_slower(tmp_path, spin_registered, capsys):
     from harness.cli import main
-    from harness.commands.compare import compare_runs
+    from harness.run_compare import compare_runs
     from harness.repeat import merge_replicates
 
     spec, chosen = _spin_cases()
@@ -133,7 +133,7 @@ def test_compare_reports_drift_as_ambiguous_and_a_steady_machine_as_slower(tmp_p
 
 
 def test_run_dirs_without_canary_keep_todays_verdicts(tmp_path, spin_registered):
-    from harness.commands.compare import compare_runs, exit_code
+    from harness.run_compare import compare_runs, exit_code
 
     spec, chosen = _spin_cases(3)
     write_replicated(tmp_path, {"base": {}, "new": {"OPDIFF_TEST_SLOWDOWN": "0.2"}}, 3, (spec, chosen))

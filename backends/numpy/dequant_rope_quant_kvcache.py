@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cases.dequant_rope_quant_kvcache import write_rows   # the spec's Scatter rows (its regions use them too)
+
 
 def _f64(a):
     return None if a is None else np.asarray(a).astype(np.float64)
@@ -81,22 +83,6 @@ def quantize(y: np.ndarray, rounding: str = "even") -> np.ndarray:
     else:
         raise ValueError(f"unknown rounding {rounding!r}; known: even, away")
     return np.clip(r, -128, 127).astype(np.int8)
-
-
-def write_rows(inputs):
-    """(token ids written, flat cache rows [C1*C2] they go to), for both cache modes.
-
-    contiguous: token (b, s) -> cache[b, indices[b] + s]; page: token t -> cache.view(-1)[indices[t]],
-    negative indices skipped (ops.md#2 Scatter)."""
-    t, s, *_ = dims(inputs)
-    c2 = inputs["k_cache"].shape[1]
-    idx = np.asarray(inputs["indices"]).astype(np.int64).ravel()
-    if inputs["cache_mode"] == "page":
-        tok = np.nonzero(idx >= 0)[0]
-        return tok, idx[tok]
-    tok = np.arange(t)
-    b = tok // s
-    return tok, b * c2 + idx[b] + tok % s
 
 
 def compute(params, inputs, rounding: str = "even") -> dict:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cases._ifa_windows import kv_windows   # the spec's window rule (its regions read it too)
+
 CHUNK_ELEMS = 1 << 22     # float64 K/V elements upcast at once (32 MiB per temporary)
 MASK_FILL = -1e12          # ops.md #5: masked scores are set to -1e12 (kernel SelectWithBytesMask, golden)
 
@@ -40,27 +42,14 @@ class Geometry:
 
 def geometry(inputs) -> Geometry:
     """Shapes, heads and per-batch KV windows; reads only shapes and host values (numpy or torch inputs)."""
-    qs, ks = tuple(inputs["query"].shape), tuple(inputs["key"].shape)
+    qs = tuple(inputs["query"].shape)
     layout = inputs["input_layout"]
     N = int(inputs["num_heads"])
     nkv = int(inputs["num_key_value_heads"]) or N
     B = qs[0]
     D = qs[-1] // N if len(qs) == 3 else qs[-1]
     paged = inputs.get("block_table") is not None
-    smax = None if paged else (ks[2] if layout == "BNSD" else ks[1])
-    act = inputs.get("actual_seq_lengths")
-    if act is None:
-        lens = np.full(B, smax if smax is not None else 0, np.int64)
-    else:
-        lens = np.broadcast_to(np.asarray([int(x) for x in act], np.int64), (B,)).copy()
-    pad = inputs.get("kv_padding_size")
-    if pad is not None and act is not None and not paged:
-        p = max(int(pad.reshape(-1)[0]), 0)   # seed: kv_padding_size < 0 is set to 0
-        hi = np.full(B, smax - p, np.int64)
-        lo = hi - lens
-    else:
-        lo, hi = np.zeros(B, np.int64), lens
-    valid = (lo >= 0) & (hi > lo)                          # seed: start or end < 0 -> all zeros
+    lo, hi, valid = kv_windows(inputs)
     S = int(hi[valid].max()) if valid.any() else 0
     return Geometry(layout, B, N, nkv, D, paged, int(inputs.get("block_size") or 0), lo, hi, valid, S)
 

@@ -56,14 +56,14 @@ def torch_npu_backend(option: str | None = None, **kw):
 
 
 def _release(version: str) -> tuple[int, ...]:
-    from harness.doctor import release
+    from harness.envinfo import release
 
     return release(version)
 
 
 def torchair_missing(find_spec=importlib.util.find_spec, dist_version=None) -> str | None:
     """Why graph mode cannot work with the installed wheels, without importing torch_npu (None: it may)."""
-    from harness.doctor import dist_version as _dist
+    from harness.envinfo import dist_version as _dist
 
     dist_version = dist_version or _dist
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import name_of
-from . import Unusable, dtype_or_none, int_list, tensor
+from harness.dtypes import name_of
+from harness.capture.infer import Unusable, dtype_or_none, int_list, tensor
 
 SCHEMA_DEFAULTS = {"num_heads": 1, "scale_value": 1.0, "input_layout": "BSH", "num_key_value_heads": 0,
                    "block_size": 0, "inner_precise": 1}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import name_of
-from ..record import FORMAT_NZ
-from . import Unusable, tensor
+from harness.dtypes import name_of, nz_c0
+from harness.capture.record import FORMAT_NZ
+from harness.capture.infer import Unusable, tensor
 
 
 def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
@@ -18,8 +18,6 @@ def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
         raise Unusable(f"key_cache and value_cache have different storage formats ({fk} / {fv})")
     cumsum = bool(a.get("cumsum") or False)
     lens = np.diff(cl.astype(np.int64)) if cumsum else cl.astype(np.int64)
-    from cases.paged_cache_load import nz_c0
-
     if nz and kc.shape[3] == nz_c0(name_of(kc)) and vc.shape[3] == nz_c0(name_of(vc)):
         # [nb, N*D/C0, bs, C0]: only N*D is known; one head of N*D elements is the same layout
         nb, h1, bs, c0 = kc.shape

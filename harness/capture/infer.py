@@ -1,6 +1,7 @@
-"""Case parameters of a recorded call, inferred from its tensors and attributes (one module per op).
+"""Case parameters of a recorded call, inferred from its tensors and attributes.
 
-`infer(record) -> (params, inputs)`, each op module's `infer(arguments, tensor meta, manifest)`: `inputs` is the op's inputs dict (keyed like its build_inputs:
+`infer(record) -> (params, inputs)` calls the op spec's `infer_call(arguments, tensor meta, manifest)`
+(`cases/_capture_<op>.py`; an op without one cannot be replayed), built from the helpers here: `inputs` is the op's inputs dict (keyed like its build_inputs:
 torch_npu argument names plus the keys the backends read, such as paged_cache_load's kv_cache_cfg),
 `params` a full parameter dict of the op's spec, each value read off the data (what build_inputs
 would have been given to produce such tensors), so that the spec's constraints, output dtypes,
@@ -10,11 +11,9 @@ the tensors themselves. A record the op's inputs cannot be built from raises Unu
 """
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
-from ...dtypes import name_of
+from ..dtypes import name_of
 
 
 class Unusable(ValueError):
@@ -22,12 +21,17 @@ class Unusable(ValueError):
 
 
 def infer(record) -> tuple[dict, dict]:
+    from .. import registry
+    from ..errors import UnknownNameError
+
     try:
-        mod = importlib.import_module(f"{__name__}.{record.op}")
-    except ModuleNotFoundError:
-        raise Unusable(f"no parameter inference for operator {record.op!r}") from None
+        spec = registry.op(record.op)
+    except UnknownNameError as exc:
+        raise Unusable(str(exc)) from None
+    if spec.infer_call is None:
+        raise Unusable(f"no parameter inference for operator {record.op!r} (its spec has no infer_call)")
     meta = {k: record.manifest["tensors"].get(k, {}) for k in record.tensors}   # format, contiguous
-    return mod.infer(record.arguments(), meta, record.manifest)
+    return spec.infer_call(record.arguments(), meta, record.manifest)
 
 
 def tensor(args: dict, name: str, ndim: tuple[int, ...] | None = None) -> np.ndarray:

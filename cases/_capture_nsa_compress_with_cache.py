@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import name_of
-from . import int_list, tensor
+from harness.dtypes import name_of
+from harness.capture.infer import int_list, tensor
 
 
 def infer(a: dict, meta: dict, manifest: dict) -> tuple[dict, dict]:
-    from cases.nsa_compress_with_cache import triggered
+    from .nsa_compress_with_cache import triggered   # lazy: that module imports this one
 
     x, w = tensor(a, "input", (4,)), tensor(a, "weight", (2,))
     slots, cache = tensor(a, "slot_mapping", (1,)), tensor(a, "cache", (3,))

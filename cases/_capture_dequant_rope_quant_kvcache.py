@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import name_of
-from . import Unusable, dtype_or_none, int_list, tensor
+from harness.dtypes import name_of
+from harness.capture.infer import Unusable, dtype_or_none, int_list, tensor
 
 OPTIONAL = ("offset_k", "offset_v", "weight_scale", "activation_scale", "bias")
 ATTR_DEFAULTS = {"quant_mode": 0, "input_layout": "BSND", "kv_output": False, "cache_mode": "contiguous"}

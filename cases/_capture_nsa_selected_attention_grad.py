@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import name_of
-from . import Unusable, int_list, tensor
+from harness.dtypes import name_of
+from harness.capture.infer import Unusable, int_list, tensor
 
 NAMES = ("grad", "query", "key", "value", "attention_out", "softmax_max", "softmax_sum", "topk_indices")
 
