@@ -43,5 +43,8 @@ NAMED = (
     pin("page_negative_indices", "OT dequant_rope_quant_kvcache.h:330: the page scatter skips index < 0",
         "the ST executor writes a negative index through Python negative indexing (real_interfaces.md#3)",
         x_dtype="bfloat16", cos_dtype="bfloat16", cache_mode="page", x_rank=3, batch=2, seq_len=4, pad_tokens=3,
-        cache_batch=2, cache_seq=4, offsets="both"),
+        cache_batch=2, cache_seq=4, offsets="both",
+        # the heads and flags too: the ST executor crashes on an index below -C1*C2, so the pin keeps
+        # the inputs whose padding indices (-1, -2) it writes back
+        num_q_heads=2, num_kv_heads=1, head_dim=16, kv_output=False),
 )

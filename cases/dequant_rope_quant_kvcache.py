@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.dtypes import cast, itemsize
 from harness.constraint_kinds import no_fault
+from harness.feasible import broken_judged, chooser
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
 from ._capture_dequant_rope_quant_kvcache import infer as infer_call
@@ -250,24 +251,30 @@ def _heads(p: dict, rng: random.Random, small: bool) -> None:
              "head_dim": [16, 32, 64] if small else [16, 32, 64, 128]}
     missing = [k for k in cands if k not in p]
     trial = dict(p)
-    for _ in range(200):
+    for _ in range(200):   # redraw until the constraints on H (hidden_max_4096, hidden_multiple_of_64) hold
         for k in missing:
             trial[k] = rng.choice(cands[k])
-        if hidden(trial) % HIDDEN_ALIGN == 0 and hidden(trial) <= MAX_HIDDEN:
+        if not broken_judged(CONSTRAINTS, trial, missing):
             break
     p.update({k: trial[k] for k in missing})
+
+
+pick = chooser(CONSTRAINTS)
 
 
 def complete(p: dict, rng: random.Random, tier: str) -> dict:
     """Fill missing params consistently with the constraints; given params are kept as they are."""
     small = tier == "smoke"
-    p.setdefault("x_dtype", rng.choice(X_DTYPES))
-    p.setdefault("cos_dtype", p["x_dtype"] if p["x_dtype"] in FLOATS else rng.choice(FLOATS))
-    p.setdefault("sin_dtype", p["cos_dtype"])
-    p.setdefault("x_rank", rng.choice((2, 3)))
-    p.setdefault("cos_rank", 4 if p["x_rank"] == 3 else 2)
+    p.setdefault("fault", "none")   # first: the index-bound constraints read it
+    # free values drawn among (or the first of) those the constraints allow: cos/sin dtype and rank
+    # (float_x_matches_rope_dtype, cos_sin_same_dtype, cos_sin_rank), the weight scale of int32 x
+    pick(p, "x_dtype", X_DTYPES, rng)
+    pick(p, "cos_dtype", FLOATS, rng)
+    pick(p, "sin_dtype", (p["cos_dtype"],) + FLOATS)
+    pick(p, "x_rank", (2, 3), rng)
+    pick(p, "cos_rank", (2, 4))
+    pick(p, "has_weight_scale", (False, True))
     int_x = p["x_dtype"] == "int32"
-    p.setdefault("has_weight_scale", int_x)
     p.setdefault("has_activation_scale", int_x and rng.random() < 0.5)
     p.setdefault("bias_dtype", rng.choice(BIAS_DTYPES) if int_x else "none")
     _heads(p, rng, small)
@@ -277,12 +284,14 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     t = tokens(p)
     page = p["cache_mode"] == "page"
     p.setdefault("pad_tokens", rng.randint(0, t // 2) if page else 0)
+    # cache dims: the least the index bounds allow (contiguous_cache_batch, contiguous_index_bounds,
+    # page_index_bounds), plus a random spare
     if page:
-        p.setdefault("cache_seq", rng.choice([1, 2, 4, 8]))
-        p.setdefault("cache_batch", max(1, math.ceil((t - p["pad_tokens"]) / p["cache_seq"])) + rng.choice([0, 1]))
+        pick(p, "cache_seq", [1, 2, 4, 8], rng)
+        p.setdefault("cache_batch", pick(dict(p), "cache_batch", range(1, t + 2)) + rng.choice([0, 1]))
     else:
-        p.setdefault("cache_batch", p["batch"] + rng.choice([0, 1, 2]))
-        p.setdefault("cache_seq", p["seq_len"] + rng.randint(0, 6))
+        p.setdefault("cache_batch", pick(dict(p), "cache_batch", range(1, p["batch"] + 1)) + rng.choice([0, 1, 2]))
+        p.setdefault("cache_seq", pick(dict(p), "cache_seq", range(1, p["seq_len"] + 1)) + rng.randint(0, 6))
     p.setdefault("kv_output", rng.random() < 0.5)
     p.setdefault("offsets", rng.choice(OFFSETS))
     p.setdefault("ties", False)
@@ -292,7 +301,6 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     p.setdefault("cache_rank", 4)
     p.setdefault("cache_contiguous", True)
     p.setdefault("scale_shape", "nkv_d")
-    p.setdefault("fault", "none")
     return p
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from harness.dtypes import itemsize, nz_c0
 from harness.constraint_kinds import int32_indices, no_fault
+from harness.feasible import chooser
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Source, edge
 
@@ -145,19 +146,22 @@ AXES = {
 }
 
 
+pick = chooser(CONSTRAINTS)
+
+
 def complete(p: dict, rng: random.Random, tier: str) -> dict:
     """Fill missing params consistently with the constraints; given params are kept as they are."""
     small = tier == "smoke"
-    p.setdefault("layout", rng.choice(["ND", "NZ"]))
-    p.setdefault("k_dtype", rng.choice(DTYPES))
-    if "v_dtype" not in p:
-        p["v_dtype"] = p["k_dtype"] if p["layout"] == "ND" or p["k_dtype"] != "int8" else rng.choice(DTYPES)
-    p.setdefault("cumsum", False if p["layout"] == "NZ" else rng.random() < 0.5)
-    p.setdefault("has_seq_starts", False if p["layout"] == "NZ" else rng.random() < 0.5)
-    p.setdefault("num_heads", rng.choice([1, 2, 4] if small else [1, 8, 16]))
-    p.setdefault("head_size_k", rng.choice([32, 64, 128] if small else [64, 128, 192, 576]))
-    p.setdefault("head_size_v", rng.choice([32, 64] if small else [64, 128]))
-    p.setdefault("block_size", rng.choice([16, 32] if small else [16, 64, 128]))
+    # each free value drawn among those the constraints allow (kv_dtype_pairing, nz_no_cumsum, ...)
+    pick(p, "layout", ("ND", "NZ"), rng)
+    pick(p, "k_dtype", DTYPES, rng)
+    pick(p, "v_dtype", DTYPES, rng)
+    pick(p, "cumsum", (False, True), rng)
+    pick(p, "has_seq_starts", (False, True), rng)
+    pick(p, "num_heads", [1, 2, 4] if small else [1, 8, 16], rng)
+    pick(p, "head_size_k", [32, 64, 128] if small else [64, 128, 192, 576], rng)
+    pick(p, "head_size_v", [32, 64] if small else [64, 128], rng)
+    pick(p, "block_size", [16, 32] if small else [16, 64, 128], rng)
     p.setdefault("batch", rng.choice([1, 2, 3] if small else [4, 16, 32]))
     p.setdefault("max_context", rng.randint(1, 2 * p["block_size"]) if small else rng.randint(1, 512))
     bs = max(p["block_size"], 1)
