@@ -21,15 +21,6 @@ def summarize(samples_us) -> dict:
     }
 
 
-def relative_spread(samples_us) -> float:
-    """IQR over median: a robust relative spread used by the stopping rule."""
-    x = np.asarray(list(samples_us), dtype=np.float64)
-    if x.size < 2:
-        return float("inf")
-    q25, q50, q75 = np.percentile(x, [25, 50, 75])
-    return float((q75 - q25) / q50) if q50 > 0 else float("inf")
-
-
 def stdrel(samples_us) -> float:
     """Sample standard deviation over mean (nvbench's `stdrel` noise estimate); inf below 2 samples."""
     x = np.asarray(list(samples_us), dtype=np.float64)

@@ -103,32 +103,6 @@ class DeviceFlusher:
         return cls(nbytes, buf.zero_)
 
 
-class HostFlusher(DeviceFlusher):
-    """CPU: write a buffer twice the last-level cache (hot is the default on CPU; this is `--cache cold`)."""
-
-    def __init__(self, nbytes: int | None = None):
-        import numpy as np
-
-        n = int(nbytes or 2 * host_llc_bytes())
-        buf = np.empty(n, dtype=np.uint8)
-        super().__init__(n, lambda: buf.fill(1))
-
-
-def host_llc_bytes() -> int:
-    """Size of the largest CPU cache level from sysfs (32 MiB if unknown)."""
-    from pathlib import Path
-
-    best = 0
-    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        try:
-            txt = f.read_text().strip().upper()
-            mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(txt[-1], 1)
-            best = max(best, int(txt.rstrip("KMG")) * mult)
-        except (OSError, ValueError):
-            continue
-    return best or 32 * 1024 * 1024
-
-
 @dataclass(frozen=True)
 class TimingConfig:
     """The measurement protocol (all times in seconds).
@@ -148,7 +122,6 @@ class TimingConfig:
     budget_s: float = 0.02        # sampling time cap (nvbench --timeout analogue, per case)
     min_samples: int = 3
     max_samples: int = 200
-    target_spread: float = 0.02   # kept for callers of the first version; the stdrel rule uses max_noise
     enabled: bool = True
     max_noise: float = 0.005      # nvbench --max-noise 0.5%
     min_time_s: float = 0.0
