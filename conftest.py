@@ -31,7 +31,7 @@ def pytest_addoption(parser):
                 help="least severe verdict that fails a matrix test: fail (default) or warn")
     from harness.pytest_support import add_options
 
-    add_options(g)  # --opdiff-out, --opdiff-devices, --known-issues
+    add_options(g)  # --opdiff-out, --opdiff-devices, --known-issues, --isolate, --no-isolate, --opdiff-timeout
 
 
 def pytest_configure(config):
@@ -56,20 +56,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def _matrix(config):
-    from harness import registry
-
-    cache = getattr(config, "_opdiff_matrix", None)
-    if cache is None:
-        tier = config.getoption("--tier")
-        specs = [registry.op(n) for n in registry.parse_names(config.getoption("--ops"), "op", registry.op_names())]
-        backends = registry.parse_names(config.getoption("--backends"), "backend", registry.backend_names(),
-                                        allow_options=True)
-        cases = [(s, c) for s in specs for c in s.cases(tier)]
-        cache = config._opdiff_matrix = (cases, backends)
-    return cache
-
-
 def pytest_generate_tests(metafunc):
     wanted = {"op_case", "negative_case"} & set(metafunc.fixturenames)
     if not wanted:
@@ -77,7 +63,8 @@ def pytest_generate_tests(metafunc):
     from harness import registry
     from harness.ledger import pytest_marks as ledger_marks
 
-    cases, backends = _matrix(metafunc.config)
+    state = metafunc.config._opdiff  # harness.pytest_support.MatrixSession
+    cases, backends = state.matrix()
     negative = "negative_case" in wanted
     params = []
     for spec, case in cases:
@@ -92,7 +79,7 @@ def pytest_generate_tests(metafunc):
             elif b.supports(spec, case):
                 marks.append(pytest.mark.skip(reason=f"{bname} declines: {b.supports(spec, case)}"))
             else:  # known issues: quarantine -> skip, xfail -> strict xfail
-                marks += ledger_marks(metafunc.config._opdiff_ledger.match(spec, case, bname))
+                marks += ledger_marks(state.ledger.match(spec, case, bname))
             params.append(pytest.param((spec, case), bname, id=f"{spec.name}-{case.id}-{bname}", marks=marks))
     metafunc.parametrize(("negative_case" if negative else "op_case", "backend_name"), params)
 
@@ -101,6 +88,13 @@ def pytest_sessionfinish(session, exitstatus):
     from harness.pytest_support import finish
 
     finish(session)  # --opdiff-out: the controller consolidates every worker's rows
+
+
+@pytest.fixture
+def opdiff_run(request):
+    """run(spec, case, backend name) -> CaseResult: one matrix test through the session's engine
+    (harness.engine, isolation and known issues as `run` applies them), its rows into --opdiff-out."""
+    return request.config._opdiff.run
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
-"""What `run` does per case beyond the plain runner: isolation, timeouts, known issues, shards, resume.
+"""`run`'s options beyond the plan: isolation, timeouts, known issues, shards, resume.
 
     add_options(parser)          --isolate/--no-isolate, --timeout, --resume, --shard, --known-issues
     prepare(args)                validates them and locks the run directory (harness.rundir); with
                                  --resume, rebuilds args from DIR/run.json
-    Executor(backends, args)     run_case(spec, case) -> CaseResult with the ledger applied
+
+The cases themselves run through harness.engine.Engine.from_args(backends, args, timing).
 """
 from __future__ import annotations
 
@@ -12,16 +13,12 @@ import logging
 import math
 from pathlib import Path
 
-from . import ledger as ledger_mod
 from . import resume, rundir, shard
+from .engine import DEFAULT_ISOLATED_TIMEOUT_S, check_timeout, isolation_policy
 from .errors import UsageError
-from .runner import CaseResult, run_case
 
 log = logging.getLogger(__name__)
 
-#: per-case limit of an isolated backend when --timeout is not given: a hung kernel must not
-#: stall a nightly matrix for hours; generous enough for a cold first launch (op compilation).
-DEFAULT_ISOLATED_TIMEOUT_S = 600.0
 # option -> its default, to tell which plan options were given alongside --resume
 PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed": 0, "case": [],
                  "no_timing": False, "shard": None, "isolate": None, "known_issues": None, "replay": None,
@@ -34,7 +31,7 @@ def add_options(p) -> None:
                    help="run every backend in a worker process (a crash or hang becomes a verdict); default: only "
                         "backends that may crash the process (torch_npu, aclnn), numpy/torch in-process")
     p.add_argument("--no-isolate", action="store_true", help="run every backend in-process")
-    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                    help=f"seconds one case may take on an isolated backend before it is killed and recorded as "
                         f"`timeout` (default {DEFAULT_ISOLATED_TIMEOUT_S:g}); implies --isolate for all backends")
     p.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR (plan read from DIR/run.json)")
@@ -59,7 +56,7 @@ def _launches(text: str) -> int:
     return v
 
 
-def _positive_float(text: str) -> float:
+def positive_seconds(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -73,10 +70,8 @@ def prepare(args) -> tuple[dict | None, set, rundir.RunLock]:
     """Validate run options and lock the run directory. Returns (meta of the run being resumed or
     None, completed (op, case_id), the held lock: the caller releases it when the run is written)."""
     old_meta, done = None, set()
-    if args.isolate is True and getattr(args, "no_isolate", False):
-        raise UsageError("--isolate and --no-isolate contradict each other; give one")
     if args.isolate is not None:  # normalise the two flags to one tri-state: True / False / None (default)
-        args.isolate = True if args.isolate else (False if getattr(args, "no_isolate", False) else None)
+        args.isolate = isolation_policy(args.isolate, getattr(args, "no_isolate", False))
     if args.resume:
         given = [k for k, d in PLAN_DEFAULTS.items() if getattr(args, k, d) != d]
         if given:
@@ -113,8 +108,7 @@ def prepare(args) -> tuple[dict | None, set, rundir.RunLock]:
 def _check_options(args) -> None:
     if args.shard:
         shard.parse(args.shard)
-    if args.isolate is False and args.timeout is not None:
-        raise UsageError("--timeout needs isolated workers; drop --no-isolate or --timeout")
+    check_timeout(args.isolate, args.timeout)
 
 
 def _move_aside(out: Path) -> None:
@@ -144,92 +138,3 @@ def shard_plan(plan: list, args) -> list:
         return plan
     i, n = shard.parse(args.shard)
     return shard.select(plan, i, n)
-
-
-class Executor:
-    """Runs one case on every backend: in-process, or in an isolated worker, with known issues applied."""
-
-    def __init__(self, specs, backends, args, timing):
-        from .devcheck import Checks
-        from .isolate import IsolatedRunner
-
-        self.tier, self.seed, self.timing = args.tier, args.seed, timing
-        self.checks = Checks(determinism=getattr(args, "determinism", None))
-        self.backends = list(backends)
-        self.ledger = ledger_mod.load(args.known_issues, [b.name for b in backends])
-        self.ledger.check_unmatched(specs)
-        isolate_all = args.isolate is True or (args.isolate is None and args.timeout is not None)
-        self.isolated = [b for b in backends if args.isolate is not False and b.available()
-                         and (isolate_all or getattr(b, "may_crash", False))]
-        iso_names = {b.name for b in self.isolated}
-        self.order = [b.name for b in backends]
-        self.inproc = [b for b in backends if b.name not in iso_names]
-        self.pool = None
-        if self.isolated:
-            timeout = args.timeout if args.timeout is not None else DEFAULT_ISOLATED_TIMEOUT_S
-            self.pool = IsolatedRunner(self.isolated, args.tier, args.seed, timing, timeout, checks=self.checks)
-
-    def describe(self) -> dict:
-        return {"isolated_backends": [b.name for b in self.isolated],
-                "timeout_s": self.pool.timeout if self.pool else None}
-
-    def run_case(self, spec, case) -> CaseResult:
-        result = CaseResult()
-        quarantined = {}
-        for b in self.inproc + self.isolated:
-            e = self.ledger.quarantine(spec, case, b.name)
-            if e is not None:
-                quarantined[b.name] = self.ledger.quarantine_rows(spec, case, b.name, e, self.tier, self.seed)
-        parts = {}
-        inproc = [b for b in self.inproc if b.name not in quarantined]
-        if inproc:
-            r = run_case(spec, case, inproc, self.tier, self.seed, self.timing, checks=self.checks)
-            result.samples += r.samples
-            for row in r.rows:
-                parts.setdefault(row["backend"], []).append(row)
-        isolated = [b for b in self.isolated if b.name not in quarantined]
-        if isolated:
-            self.pool.backends = isolated
-            r = self.pool.run_case(spec, case)
-            result.samples += r.samples
-            for row in r.rows:
-                parts.setdefault(row["backend"], []).append(row)
-        parts.update(quarantined)
-        for name in self.order:  # rows in the order the backends were given
-            result.rows += parts.pop(name, [])
-        for rows in parts.values():
-            result.rows += rows
-        result.rows += self._split_pairs(spec, case, inproc, isolated, quarantined)
-        self.ledger.apply(spec, case, result.rows)
-        return result
-
-    def _split_pairs(self, spec, case, inproc, isolated, quarantined) -> list[dict]:
-        """Skipped rows, with the reason, for front-end pairs whose two sides were not run in one process
-        (pairs compare outputs held in memory, harness.devcheck) or of which one side was quarantined."""
-        from .devcheck import pair_groups, pair_rows
-
-        if not self.checks.pairs or case.negative:
-            return []
-        where = {b.name: "in-process" for b in inproc}
-        where.update({b.name: "in an isolated worker" for b in isolated})
-        rows = []
-        for a, b in pair_groups(self.backends):
-            if a.name in where and b.name in where and where[a.name] == where[b.name]:
-                continue   # compared where both ran
-            why = {}
-            for x in (a, b):
-                if not x.available():
-                    why[x.name] = f"unavailable: {x.available().reason}"
-                elif x.name in quarantined:
-                    why[x.name] = "quarantined by a known issue"
-                elif x.name in where:
-                    why[x.name] = (f"ran {where[x.name]}, its pair elsewhere: run both with --isolate or "
-                                   f"--no-isolate to compare them")
-                else:
-                    why[x.name] = "not run"
-            rows += pair_rows(spec, case, [a, b], {}, self.tier, self.seed, why)
-        return rows
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()

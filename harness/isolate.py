@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from .errors import UsageError
-from .runner import CaseResult, _verdict_rows
+from .runner import CaseResult, verdict_rows
 
 log = logging.getLogger(__name__)
 
@@ -246,15 +246,15 @@ class IsolatedRunner:
             reason = (f"no result within --timeout {self.timeout:g}s; worker killed and replaced"
                       if self.timeout is not None else "worker did not answer")
             log.warning("%s on %s/%s: timeout", backend.name, spec.name, case.id)
-            return _verdict_rows(spec, case, backend.name, "timeout", reason, self.tier, self.seed), []
+            return verdict_rows(spec, case, backend.name, "timeout", reason, self.tier, self.seed), []
         except WorkerDied as exc:
             self._worker.kill()
             self._worker = None
             self.crashes += 1
             log.warning("%s on %s/%s: crash: %s", backend.name, spec.name, case.id, exc)
-            return _verdict_rows(spec, case, backend.name, "crash", str(exc), self.tier, self.seed), []
+            return verdict_rows(spec, case, backend.name, "crash", str(exc), self.tier, self.seed), []
         if "error" in answer:  # the worker itself failed to set the case up
-            return _verdict_rows(spec, case, backend.name, "error", f"isolated worker: {answer['error']}",
+            return verdict_rows(spec, case, backend.name, "error", f"isolated worker: {answer['error']}",
                                  self.tier, self.seed), []
         return answer["rows"], answer["samples"]
 
@@ -272,7 +272,8 @@ class IsolatedRunner:
 
 # ---- worker side ---------------------------------------------------------------------------------
 
-def _make_backend(ref: dict, cache: dict):
+def make_backend(ref: dict, cache: dict):
+    """The backend instance `ref` (backend_ref) names, built once per cache."""
     key = (ref["cls"], ref["option"])
     if key not in cache:
         module, _, qual = ref["cls"].partition(":")
@@ -283,7 +284,9 @@ def _make_backend(ref: dict, cache: dict):
     return cache[key]
 
 
-def _find_case(spec, msg: dict, cache: dict):
+def find_case(spec, msg: dict, cache: dict):
+    """The case a message names (op, case_id, tier, params, origin, violates, case_tier), from the tier's
+    derived cases when it is one of them."""
     from .spec import Case
 
     key = (spec.name, msg["tier"])
@@ -299,7 +302,7 @@ def _find_case(spec, msg: dict, cache: dict):
 def _serve(inp, out) -> None:
     from . import registry
     from .devcheck import Checks, pair_rows
-    from .runner import References, _run_one
+    from .runner import References, run_backend
     from .timing import TimingConfig
 
     backends, cases = {}, {}
@@ -313,27 +316,27 @@ def _serve(inp, out) -> None:
         msg = json.loads(line)
         try:
             spec = registry.op(msg["op"])
-            case = _find_case(spec, msg, cases)
+            case = find_case(spec, msg, cases)
             if "pairs" in msg:  # after every backend of the case ran: compare the outputs held here
-                members = [_make_backend(ref, backends) for ref in msg["pairs"]]
+                members = [make_backend(ref, backends) for ref in msg["pairs"]]
                 held = outputs if last[0] == (spec.name, case.id, msg["seed"]) else {}
                 _answer(out, {"rows": pair_rows(spec, case, members, held, msg["tier"], msg["seed"])})
                 continue
-            backend = _make_backend(msg["backend"], backends)
+            backend = make_backend(msg["backend"], backends)
             timing = TimingConfig(**msg["timing"]) if msg["timing"] else TimingConfig(enabled=False)
             key = (spec.name, case.id, msg["seed"])
             if last[0] != key:
                 try:
                     inputs = spec.make_inputs(case, msg["seed"])
                 except Exception as exc:
-                    rows = _verdict_rows(spec, case, backend.name, "error",
+                    rows = verdict_rows(spec, case, backend.name, "error",
                                          f"inputs could not be built: {type(exc).__name__}: {exc}",
                                          msg["tier"], msg["seed"])
                     _answer(out, {"rows": rows, "samples": []})
                     continue
                 last = (key, inputs, References(spec, case, inputs, msg["seed"]))
                 outputs = {}
-            rows, samples = _run_one(spec, case, backend, last[1], last[2], msg["tier"], msg["seed"], timing,
+            rows, samples = run_backend(spec, case, backend, last[1], last[2], msg["tier"], msg["seed"], timing,
                                      checks=Checks(determinism=msg.get("determinism"), pairs=False), sink=outputs)
             _answer(out, {"rows": rows, "samples": samples})
         except Exception as exc:  # keep serving: one bad request must not end the worker
@@ -341,9 +344,9 @@ def _serve(inp, out) -> None:
 
 
 def _answer(out, obj) -> None:
-    from .results import _json_safe
+    from .results import json_safe
 
-    out.write(json.dumps(obj, default=_json_safe) + "\n")
+    out.write(json.dumps(obj, default=json_safe) + "\n")
     out.flush()
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,9 +116,9 @@ class Ledger:
         return e if e is not None and e.kind == "quarantine" else None
 
     def quarantine_rows(self, spec, case, backend_name: str, entry: Entry, tier: str, seed: int) -> list[dict]:
-        from .runner import _verdict_rows
+        from .runner import verdict_rows
 
-        rows = _verdict_rows(spec, case, backend_name, "skipped",
+        rows = verdict_rows(spec, case, backend_name, "skipped",
                              f"quarantined, not launched: known issue {entry.issue}: {entry.reason}", tier, seed)
         for r in rows:
             r.update(ok=True, known_issue=entry.label)
@@ -140,9 +141,17 @@ class Ledger:
     def _hit(self, e: Entry, n: int) -> None:
         self.hits[id(e)] = self.hits.get(id(e), 0) + n
 
-    def summary(self) -> list[dict]:
-        """Entries with the number of result rows each touched in this run (for run.json / the report)."""
-        return [dict(e.describe(), rows=self.hits.get(id(e), 0)) for e in self.entries if self.hits.get(id(e))]
+    def summary(self, rows: list[dict] | None = None) -> list[dict]:
+        """Entries with the number of result rows each touched (for run.json / the report): in this
+        process, or, given `rows`, among those rows by their `known_issue` label (a pytest-xdist
+        session's rows were settled in its worker processes)."""
+        if rows is None:
+            counts = {id(e): self.hits.get(id(e), 0) for e in self.entries}
+        else:
+            labelled = Counter((r.get("backend", "").partition(":")[0], r.get("known_issue")) for r in rows
+                               if r.get("known_issue"))
+            counts = {id(e): labelled[(e.backend, e.label)] for e in self.entries}
+        return [dict(e.describe(), rows=counts[id(e)]) for e in self.entries if counts[id(e)]]
 
     def unmatched(self, specs) -> list[Entry]:
         """Entries of the given ops that match no case of any tier: stale or mistyped."""

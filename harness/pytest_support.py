@@ -1,27 +1,31 @@
-"""pytest side of scale-out and known issues (wired in by conftest.py).
+"""pytest side of the matrix: one engine, one run directory, scale-out and known issues (wired in by conftest.py).
 
+  one engine              every matrix test runs through the process's harness.engine.Engine (held on
+                          `config._opdiff`, fixture `opdiff_run`), as `run` does: backends that may
+                          crash (or all, with --isolate / --opdiff-timeout S) run in an isolated worker,
+                          so a segfault or a hang is a `crash` / `timeout` row and a failed test, not a
+                          dead pytest; the known issues are applied once, by the engine.
+  --opdiff-out DIR        the rows go through the run-directory sink `run` uses (harness.sink): run.json
+                          with the same keys (plus sink.PYTEST_KEYS, `source` "pytest"), results.jsonl,
+                          samples.jsonl and done.jsonl flushed per test, the parquet files at session end;
+                          the main process holds the directory's writer lock (harness.rundir) throughout.
+                          Under xdist every worker appends to its own DIR/parts/<worker>.*.jsonl and the
+                          controller feeds them through its sink at session end.
   one worker per device   `pytest -n 8` with pytest-xdist: worker gwK is pinned to device K of
                           --opdiff-devices (default: ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES
                           if set, else 0..N-1) by setting both variables in pytest_configure, before
                           any test module is imported, so before any device runtime starts. A worker
                           that crashes is replaced by xdist (gw<N>, ...); the replacement gets the dead
                           worker's device (harness.xdist_crash), and its test becomes a `crash` row.
-  --opdiff-out DIR        every process appends its rows, flushed per case, to DIR/parts/<worker>.*.jsonl
-                          (no two processes share a file); at session end the controller consolidates
-                          them into one run directory (run.json, results.jsonl -> results.parquet),
-                          holding the directory's writer lock (harness.rundir) for the whole session.
   known issues            loaded at configure time; quarantine -> skip and xfail -> strict xfail marks
-                          at collection; tolerance entries rewrite rows through runner.RESULT_HOOKS.
+                          at collection (the test judges CaseResult.judged: the rows as they ran).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,10 +35,13 @@ from .errors import UsageError
 log = logging.getLogger(__name__)
 
 DEVICE_VARS = ("ASCEND_RT_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
-PARTS = "parts"
+#: worker-info keys that describe the backends as that process saw them: run.json top-level keys, not per worker
+PROBE_KEYS = ("availability", "devices", "isolated_backends", "timeout_s")
 
 
 def add_options(group) -> None:
+    from .execute import positive_seconds
+
     group.addoption("--opdiff-out", metavar="DIR", default=None,
                     help="write the matrix results of this session (all xdist workers) into one run directory")
     group.addoption("--opdiff-devices", metavar="LIST", default=None,
@@ -42,6 +49,14 @@ def add_options(group) -> None:
                          "else 0..N-1); worker gwK gets the K-th")
     group.addoption("--known-issues", metavar="DIR", default=None,
                     help="known-issue directory (default cases/known_issues)")
+    group.addoption("--isolate", action="store_true", default=False,
+                    help="run every backend in an isolated worker (a crash or hang becomes a verdict); default: "
+                         "only backends that may crash the process (torch_npu, aclnn), as `run` does")
+    group.addoption("--no-isolate", action="store_true", default=False, help="run every backend in-process")
+    # not --timeout: pytest-timeout owns that name (a whole-test limit that kills the session's process)
+    group.addoption("--opdiff-timeout", type=positive_seconds, default=None, metavar="S",
+                    help="seconds one case may take on an isolated backend before its worker is killed and the "
+                         "case recorded as `timeout` (default 600); isolates every backend, as `run --timeout`")
 
 
 def parse_devices(text: str) -> list[str]:
@@ -117,32 +132,122 @@ def configure(config) -> None:
 def _configure(config) -> None:
     from . import ledger as ledger_mod
     from . import registry
-    from .runner import RESULT_HOOKS
+    from .engine import Options, check_timeout, isolation_policy
 
     config._opdiff_device = pin_device(config)
     wid, _, _ = worker_info(config)
     backends = registry.parse_names(config.getoption("--backends"), "backend", registry.backend_names(),
                                     allow_options=True)
     ledger = ledger_mod.load(config.getoption("--known-issues"), backends)
-    config._opdiff_ledger = ledger
+    isolate = isolation_policy(config.getoption("--isolate"), config.getoption("--no-isolate"))
+    timeout = config.getoption("--opdiff-timeout")
+    check_timeout(isolate, timeout, "--opdiff-timeout")
+    options = Options(tier=config.getoption("--tier"), seed=config.getoption("--seed"), isolate=isolate,
+                      timeout=timeout)  # timing off: latency belongs to benchmarks, not tests
+    state = config._opdiff = MatrixSession(config, backends, ledger, options)
     if wid == "main" and ledger.entries:
         config.pluginmanager.register(_UnmatchedCheck(ledger), "opdiff-known-issues-check")
-    hooks = []
-    if any(e.kind == "tolerance" for e in ledger.entries):
-        hooks.append(lambda spec, case, res: ledger.apply(spec, case, res.rows, kinds=("tolerance",)))
-    if _is_xdist_controller(config):
+    controller = _is_xdist_controller(config)
+    if controller:
         _register_controller(config)
     out = config.getoption("--opdiff-out")
-    config._opdiff_out = Path(out) if out else None
-    if out:
-        if wid == "main":
-            config._opdiff_lock = _claim(Path(out))
-        if not _is_xdist_controller(config):  # the controller runs no tests
-            rec = _Recorder(Path(out), wid, config._opdiff_device, ledger)
-            config._opdiff_recorder = rec
-            hooks.append(rec)
-    RESULT_HOOKS.extend(hooks)
-    config._opdiff_hooks = hooks
+    if not out:
+        return
+    out = Path(out)
+    if wid == "main":
+        state.lock = _claim(out, parts=controller)
+        try:
+            state.open_sink(out, probe=not controller)  # the controller runs no backend: its workers probe
+        except BaseException:
+            state.lock.release()
+            raise
+    else:
+        state.open_parts(out, wid)
+
+
+class MatrixSession:
+    """What the plugin holds on `config._opdiff`: the selection, the known issues, the engine that runs
+    this process's matrix tests (built on first use) and the --opdiff-out sink (harness.sink)."""
+
+    def __init__(self, config, backends: list[str], ledger, options):
+        self.config, self.backend_names, self.ledger, self.options = config, backends, ledger, options
+        self.sink = None       # RunSink in the main process (xdist: the controller's), PartSink on a worker
+        self.lock = None       # the run directory's writer lock, held by the main process
+        self.info = None       # this process in run.json `workers`
+        self._engine = None
+        self._matrix = None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from . import registry
+            from .engine import Engine
+
+            self._engine = Engine([registry.backend(n) for n in self.backend_names], self.options, self.ledger)
+        return self._engine
+
+    def matrix(self) -> tuple[list, list[str]]:
+        """([(spec, case)] of the selected ops and tier, backend names), derived once."""
+        if self._matrix is None:
+            from . import registry
+
+            specs = [registry.op(n) for n in self._ops()]
+            self._matrix = ([(s, c) for s in specs for c in s.cases(self.options.tier)], self.backend_names)
+        return self._matrix
+
+    def _ops(self) -> list[str]:
+        from . import registry
+
+        return registry.parse_names(self.config.getoption("--ops"), "op", registry.op_names())
+
+    def run(self, spec, case, backend_name: str):
+        """One matrix test: the case on one backend through the engine; its rows into the sink."""
+        res = self.engine.run_case(spec, case, [backend_name])
+        if self.sink is not None:
+            self.sink.add(spec.name, case.id, res.rows, res.samples, backend=backend_name)
+        return res
+
+    def plan_args(self) -> dict:
+        """run.json `plan_args` with `run`'s keys (harness.resume.PLAN_KEYS); the -k selection is in `command`."""
+        from .resume import PLAN_KEYS
+
+        opt = self.config.getoption
+        given = {"ops": opt("--ops"), "backends": opt("--backends"), "tier": self.options.tier,
+                 "seed": self.options.seed, "case": [], "no_timing": True, "shard": None,
+                 "isolate": self.options.isolate, "timeout": self.options.timeout,
+                 "known_issues": opt("--known-issues"), "replay": None, "determinism": None}
+        return {k: given[k] for k in PLAN_KEYS}
+
+    def _probe(self) -> dict:
+        from . import sink
+
+        return dict(sink.backend_meta(self.engine.backends), **self.engine.describe())
+
+    def open_sink(self, out: Path, probe: bool) -> None:
+        from . import sink
+
+        engine = {"isolated_backends": None, "timeout_s": None}
+        probed = None
+        if probe:
+            probed = self._probe()
+            engine = {k: probed[k] for k in engine}
+            self.info = dict(sink.process_info(self.config._opdiff_device, DEVICE_VARS), worker="main")
+        meta = sink.run_meta("pytest", self._ops(), self.backend_names, self.options.tier, self.options.seed,
+                             self.plan_args(), engine, probed)
+        self.sink = sink.RunSink(out, meta, self.lock)
+
+    def open_parts(self, out: Path, wid: str) -> None:
+        from . import sink
+
+        info = dict(sink.process_info(self.config._opdiff_device, DEVICE_VARS), **self._probe())
+        self.sink = sink.PartSink(out, wid, info)
+
+    def close(self) -> None:
+        """The engine's isolated worker, and a worker's part files (the main sink is finished by finish())."""
+        if self._engine is not None:
+            self._engine.close()
+        if self.sink is not None and self.lock is None:
+            self.sink.close()
 
 
 class _UnmatchedCheck:
@@ -189,66 +294,30 @@ def _register_controller(config) -> None:
     config.pluginmanager.register(controller, "opdiff-xdist-controller")
 
 
-def _claim(out: Path):
+def _claim(out: Path, parts: bool):
     """Create and lock the session's run directory (refusing one that holds a run or anything else)."""
     from . import rundir
+    from .sink import PARTS
 
     if (out / PARTS).exists() and not (out / "run.json").exists():
         raise UsageError(f"--opdiff-out {out}: already holds a run (parts/, unfinished); choose a new directory")
     lock = rundir.claim_new(out, "--opdiff-out")
-    (out / PARTS).mkdir()
+    if parts:
+        (out / PARTS).mkdir()
     return lock
 
 
-class _Recorder:
-    """Appends one process's rows to its own part files, flushed per case."""
-
-    def __init__(self, out: Path, wid: str, device: str | None, ledger):
-        from . import rundir
-
-        self.out, self.wid, self.ledger = out, wid, ledger
-        (out / PARTS).mkdir(parents=True, exist_ok=True)
-        self._rows = rundir.open_append(out / PARTS / f"{wid}.results.jsonl")
-        self._samples = rundir.open_append(out / PARTS / f"{wid}.samples.jsonl")
-        info = {"worker": wid, "device": device, "pid": os.getpid(), "host": socket.gethostname(),
-                "visible_devices": {v: os.environ.get(v) for v in DEVICE_VARS}}
-        rundir.atomic_write(out / PARTS / f"{wid}.json", json.dumps(info, indent=2))
-
-    def __call__(self, spec, case, result) -> None:
-        from .results import _json_safe
-
-        rows = [dict(r, worker=self.wid) for r in result.rows]
-        self.ledger.apply(spec, case, rows, kinds=("xfail",))  # the run directory reads like a CLI run
-        for r in rows:
-            self._rows.write(json.dumps(r, default=_json_safe) + "\n")
-        for s in result.samples:
-            self._samples.write(json.dumps(s, default=_json_safe) + "\n")
-        self._rows.flush()
-        self._samples.flush()
-
-    def close(self) -> None:
-        self._rows.close()
-        self._samples.close()
-
-
 def finish(session) -> None:
-    config = session.config
-    from .runner import RESULT_HOOKS
-
-    for h in getattr(config, "_opdiff_hooks", []):
-        if h in RESULT_HOOKS:
-            RESULT_HOOKS.remove(h)
-    rec = getattr(config, "_opdiff_recorder", None)
-    if rec is not None:
-        rec.close()
-    out = getattr(config, "_opdiff_out", None)
-    if out is not None and worker_info(config)[0] == "main":
-        lock = getattr(config, "_opdiff_lock", None)
-        try:
-            consolidate_parts(out, config, getattr(session, "exitstatus", None))
-        finally:
-            if lock is not None:
-                lock.release()
+    state = getattr(session.config, "_opdiff", None)
+    if state is None:
+        return
+    state.close()
+    if state.lock is None:  # no --opdiff-out, or an xdist worker: the main process writes the run directory
+        return
+    try:
+        consolidate_parts(state.sink.dir, session.config, getattr(session, "exitstatus", None))
+    finally:
+        state.lock.release()
 
 
 #: pytest exit statuses after which every selected test ran (0 passed, 1 failed, 5 none collected);
@@ -257,63 +326,61 @@ COMPLETE_EXIT = (0, 1, 5)
 
 
 def consolidate_parts(out: Path, config=None, exitstatus=None) -> dict:
-    """Part files of every worker -> one run directory. A worker that died mid-write leaves a
-    truncated last line: it is dropped and reported in run.json `problems`, never silently; the
-    test a crashed worker was running becomes `crash` rows, listed in run.json `crashes`."""
+    """Finish a session's run directory; returns its run.json. Every xdist worker's part files go
+    through the sink (a truncated last line, left by a worker that died mid-write, is dropped and
+    reported in run.json `problems`, never silently); the test a crashed worker was running becomes
+    `crash` rows, listed in run.json `crashes`. Without `config` (a directory of parts alone) it
+    writes a bare run.json of what the parts hold."""
     from . import rundir
-    from .envinfo import fingerprint
-    from .results import consolidate, new_run_id
+    from .results import read_jsonl
+    from .sink import RunSink, failures, read_parts
     from .xdist_crash import merge_crash_rows
 
-    run_id = new_run_id()
-    workers, problems = [], []
-    parts = {"results": [], "samples": []}
-    for info_path in sorted((out / PARTS).glob("*.json")):
-        info = json.loads(info_path.read_text())
-        wid = info["worker"]
-        counts = {}
-        for stem in ("results", "samples"):
-            rows, problem = _read_part(out / PARTS / f"{wid}.{stem}.jsonl")
-            if problem:
-                problems.append(problem)
-                log.warning("%s", problem)
-            parts[stem] += rows
-            counts[stem] = len(rows)
-        workers.append(dict(info, rows=counts["results"]))
-    controller = getattr(config, "_opdiff_controller", None) if config is not None else None
-    crash_rows, crashes = merge_crash_rows(parts["results"], controller.crashes if controller else [])
-    parts["results"] += crash_rows
-    for stem, rows in parts.items():
-        rundir.atomic_write(out / f"{stem}.jsonl",
-                            "".join(json.dumps(dict(r, run_id=run_id), allow_nan=True) + "\n" for r in rows))
-    n = len(parts["results"])
-    status = "finished" if exitstatus is None or int(exitstatus) in COMPLETE_EXIT else "interrupted"
-    meta = {"run_id": run_id, "status": status, "source": "pytest", "workers": workers, "problems": problems,
-            "crashes": crashes, "pytest_exitstatus": None if exitstatus is None else int(exitstatus),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "env": fingerprint(), "rows": n}
-    if config is not None:
-        meta.update(command=sys.argv, tier=config.getoption("--tier"), seed=config.getoption("--seed"),
-                    plan_args={"ops": config.getoption("--ops"), "backends": config.getoption("--backends"),
-                               "tier": config.getoption("--tier"), "seed": config.getoption("--seed")},
-                    known_issues=[e.describe() for e in config._opdiff_ledger.entries])
-    consolidate(out)
-    rundir.atomic_write(out / "run.json", json.dumps(meta, indent=2, sort_keys=True, default=str))
-    return meta
+    out = Path(out)
+    workers, parts, problems = read_parts(out)  # a corrupt part is an error before anything is written
+    for problem in problems:
+        log.warning("%s", problem)
+    state = getattr(config, "_opdiff", None) if config is not None else None
+    own_lock = None
+    if state is not None and state.sink is not None:
+        sink = state.sink
+    else:
+        own_lock = rundir.RunLock(out).acquire()
+        sink = RunSink(out, {"source": "pytest"}, own_lock)
+    try:
+        sink.add_rows(parts["results"], parts["samples"])
+        for line in parts["done"]:
+            sink.add_done(line)
+        controller = getattr(config, "_opdiff_controller", None) if config is not None else None
+        crash_rows, crashes = merge_crash_rows(parts["results"], controller.crashes if controller else [])
+        sink.add_rows(crash_rows)
+        _probed_by_workers(sink.meta, workers)
+        rows = read_jsonl(out / "results.jsonl")
+        if state is not None and state.info is not None:  # one process ran the tests and wrote directly
+            workers = [dict(state.info, rows=len(rows))]
+        cases = len({(r.get("op"), r.get("case_id")) for r in rows})
+        fail_on = config.getoption("--fail-on") if config is not None else "fail"
+        summary = {"cases": cases, "failed": len(failures(rows, fail_on)),
+                   "known_issues": state.ledger.summary(rows) if state is not None else [],
+                   "workers": workers, "problems": problems, "crashes": crashes,
+                   "pytest_exitstatus": None if exitstatus is None else int(exitstatus)}
+        if sink.meta.get("plan_total") is None:
+            summary["plan_total"] = cases  # the tests selected (-k) are the plan
+        status = "finished" if exitstatus is None or int(exitstatus) in COMPLETE_EXIT else "interrupted"
+        sink.finish(summary, status)
+    finally:
+        if own_lock is not None:
+            own_lock.release()
+    return sink.meta
 
 
-def _read_part(path: Path) -> tuple[list[dict], str | None]:
-    if not path.exists():
-        return [], None
-    rows, problem = [], None
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines):  # no newline after it: a writer killed mid-line
-                problem = f"{path}:{i}: truncated last line dropped (worker died while writing?)"
-                continue
-            raise UsageError(f"{path}:{i}: corrupt results line ({exc.msg})") from None
-    return rows, problem
+def _probed_by_workers(meta: dict, workers: list[dict]) -> None:
+    """Under xdist the backends were asked in the workers: the first worker's answers become run.json's
+    keys (the controller ran none); the worker entries keep only what is about the process."""
+    probes = [{k: w.pop(k) for k in PROBE_KEYS if k in w} for w in workers]
+    probe = next((p for p in probes if "availability" in p), None)
+    if probe is None:
+        return
+    meta["availability"] = probe["availability"]
+    meta.setdefault("env", {})["devices"] = probe.get("devices", {})
+    meta.update(isolated_backends=probe.get("isolated_backends"), timeout_s=probe.get("timeout_s"))

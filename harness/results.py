@@ -65,24 +65,25 @@ class RunWriter:
     def append(self, rows: list[dict], samples: list[dict] = ()) -> None:
         for r in rows:
             r.setdefault("run_id", self.run_id)
-            self._rows.write(json.dumps(r, default=_json_safe, allow_nan=True) + "\n")
+            self._rows.write(json.dumps(r, default=json_safe, allow_nan=True) + "\n")
         for s in samples:
             s.setdefault("run_id", self.run_id)
-            self._samples.write(json.dumps(s, default=_json_safe) + "\n")
+            self._samples.write(json.dumps(s, default=json_safe) + "\n")
         self._rows.flush()
         self._samples.flush()
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: dict, status: str = "finished") -> None:
         self._rows.close()
         self._samples.close()
-        consolidate(self.dir)
-        self.meta.update(summary, status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        rows = consolidate(self.dir)["results"]
+        self.meta.update(summary, status=status, rows=rows, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self._write_meta()
         if self._own_lock:
             self.lock.release()
 
 
-def _json_safe(obj):
+def json_safe(obj):
+    """JSON for what json cannot encode: numpy scalars as Python numbers, anything else as text."""
     try:
         import numpy as np
 
@@ -127,16 +128,19 @@ def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def consolidate(run_dir: Path) -> None:
-    """JSONL -> parquet, written to a temporary name and renamed (atomic)."""
+def consolidate(run_dir: Path) -> dict:
+    """JSONL -> parquet, written to a temporary name and renamed (atomic). Returns the rows per stem."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    counts = {}
     for stem, cols in (("results", RESULT_COLUMNS), ("samples", SAMPLE_COLUMNS)):
         rows = read_jsonl(run_dir / f"{stem}.jsonl")
         table = _table(rows, cols, pa)
         with rundir.atomic_file(run_dir / f"{stem}.parquet") as f:
             pq.write_table(table, f)
+        counts[stem] = len(rows)
+    return counts
 
 
 def _table(rows, cols, pa):

@@ -37,9 +37,10 @@ class DoneLog:
     def __init__(self, run_dir: Path):
         self._f = rundir.open_append(Path(run_dir) / DONE_FILE)
 
-    def add(self, op: str, case_id: str, rows: int | None = None) -> None:
+    def add(self, op: str, case_id: str, rows: int | None = None, **extra) -> None:
+        """`extra`: what else names the unit of work (a pytest session's line also names its backend)."""
         line = {"op": op, "case_id": case_id} if rows is None else {"op": op, "case_id": case_id, "rows": rows}
-        self._f.write(json.dumps(line) + "\n")
+        self._f.write(json.dumps(dict(line, **extra)) + "\n")
         self._f.flush()
 
     def close(self) -> None:
@@ -56,6 +57,9 @@ def read_meta(run_dir: str | os.PathLike) -> dict:
     if not meta_path.is_file():
         raise UsageError(f"--resume {d}: not a run directory (no run.json)")
     meta = read_run_json(meta_path)
+    if meta.get("source") == "pytest":  # its plan is a -k selection of tests, which plan_args cannot rebuild
+        raise UsageError(f"--resume {d}: written by a pytest session (run.json source 'pytest'); run the pytest "
+                         f"selection again into a new --opdiff-out directory")
     plan = meta.get("plan_args")
     if not isinstance(plan, dict) or any(k not in plan for k in ("ops", "backends", "tier", "seed")):
         raise UsageError(f"{meta_path}: no 'plan_args' recorded (written by an older opdiff or not by `run`); "

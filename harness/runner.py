@@ -52,6 +52,14 @@ def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> st
 class CaseResult:
     rows: list[dict] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)
+    #: the rows before a known issue of kind xfail rewrote them (harness.engine sets it only then): pytest's
+    #: strict xfail mark for the same entry judges the case as it ran
+    as_run: list[dict] | None = None
+
+    @property
+    def judged(self) -> list[dict]:
+        """The rows a test judges: as they ran where an xfail entry applies, else the final rows."""
+        return self.rows if self.as_run is None else self.as_run
 
     @property
     def ok(self) -> bool:
@@ -103,7 +111,9 @@ def _base_row(spec, case, backend_name, output, dtype, tier, seed) -> dict:
     }
 
 
-def _verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list[dict]:
+def verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list[dict]:
+    """One row per output of `case` on `backend_name`, all with the same verdict and reason: a case that
+    produced no outputs to compare (unavailable, declined, rejected, raised, crashed, timed out)."""
     dtypes = spec.output_dtypes(case.params)
     good = GOOD_NEGATIVE if case.negative else GOOD_POSITIVE
     rows = []
@@ -114,20 +124,15 @@ def _verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list
     return rows
 
 
-#: callables (spec, case, CaseResult) run on every run_case result, in order (pytest's --opdiff-out
-#: recorder and known-issue tolerances hook in here; the CLI registers none).
-RESULT_HOOKS: list = []
-
-
-def _hooked(spec, case, result):
-    for hook in RESULT_HOOKS:
-        hook(spec, case, result)
-    return result
+#: the former private name, still imported by tests/test_real_behaviour.py
+_verdict_rows = verdict_rows
 
 
 def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed: int = 0,
              timing: TimingConfig | None = None, checks: devcheck.Checks | None = None) -> CaseResult:
-    """`checks`: repeated launches and front-end pairs (harness.devcheck; default: the tier's)."""
+    """One case through `backends` in this process, rows as the backends gave them: no known issue is
+    applied (harness.engine.Engine does that, for `run` and the pytest matrix alike).
+    `checks`: repeated launches and front-end pairs (harness.devcheck; default: the tier's)."""
     timing = timing or TIER_TIMING[tier]
     checks = checks or devcheck.Checks()
     result = CaseResult()
@@ -136,42 +141,44 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
     except Exception as exc:
         reason = f"inputs could not be built: {type(exc).__name__}: {exc}"
         for b in backends:
-            result.rows += _verdict_rows(spec, case, b.name, "error", reason, tier, seed)
-        return _hooked(spec, case, result)
+            result.rows += verdict_rows(spec, case, b.name, "error", reason, tier, seed)
+        return result
     refs = References(spec, case, inputs, seed)
     outputs: dict = {}   # backend name -> outputs, for the front-end pairs
     for b in backends:
-        rows, samples = _run_one(spec, case, b, inputs, refs, tier, seed, timing, checks=checks, sink=outputs)
+        rows, samples = run_backend(spec, case, b, inputs, refs, tier, seed, timing, checks=checks, sink=outputs)
         result.rows += rows
         result.samples += samples
     if checks.pairs:
         result.rows += devcheck.pair_rows(spec, case, backends, outputs, tier, seed)
-    return _hooked(spec, case, result)
+    return result
 
 
-def _run_one(spec, case, backend, inputs, refs, tier, seed, timing, checks=None, sink=None):
+def run_backend(spec, case, backend, inputs, refs, tier, seed, timing, checks=None, sink=None):
+    """(rows, samples) of one backend on one case in this process (the isolated worker calls it too);
+    `sink`, when given, receives the backend's outputs by name, for the front-end pairs."""
     avail = backend.available()
     if not avail:
-        return _verdict_rows(spec, case, backend.name, "skipped", f"unavailable: {avail.reason}", tier, seed), []
+        return verdict_rows(spec, case, backend.name, "skipped", f"unavailable: {avail.reason}", tier, seed), []
     declined = backend.supports(spec, case)
     if declined:
-        return _verdict_rows(spec, case, backend.name, "skipped", f"declined: {declined}", tier, seed), []
+        return verdict_rows(spec, case, backend.name, "skipped", f"declined: {declined}", tier, seed), []
     try:
         outputs = backend.run(spec, case, inputs)
     except (ConstraintViolation, Rejected) as exc:
         verdict_reason = str(exc)
-        rows = _verdict_rows(spec, case, backend.name, "rejected", verdict_reason, tier, seed)
+        rows = verdict_rows(spec, case, backend.name, "rejected", verdict_reason, tier, seed)
         if not case.negative:
             for r in rows:
                 r["reason"] = f"positive case rejected: {verdict_reason}"
         return rows, []
     except Declined as exc:
-        return _verdict_rows(spec, case, backend.name, "skipped", f"declined: {exc}", tier, seed), []
+        return verdict_rows(spec, case, backend.name, "skipped", f"declined: {exc}", tier, seed), []
     except Exception as exc:  # a backend bug or a device failure: record it, keep going
         log.debug("backend %s raised on %s/%s:\n%s", backend.name, spec.name, case.id, traceback.format_exc())
-        return _verdict_rows(spec, case, backend.name, "error", f"{type(exc).__name__}: {exc}", tier, seed), []
+        return verdict_rows(spec, case, backend.name, "error", f"{type(exc).__name__}: {exc}", tier, seed), []
     if case.negative:
-        return _verdict_rows(spec, case, backend.name, "fail",
+        return verdict_rows(spec, case, backend.name, "fail",
                              f"negative case (breaks {case.violates!r}) ran without rejection", tier, seed), []
     if sink is not None:
         sink[backend.name] = outputs
@@ -179,7 +186,7 @@ def _run_one(spec, case, backend, inputs, refs, tier, seed, timing, checks=None,
         rows = _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed)
     except Exception as exc:
         log.debug("reference failed on %s/%s:\n%s", spec.name, case.id, traceback.format_exc())
-        rows = _verdict_rows(spec, case, backend.name, "error", f"reference failed: {type(exc).__name__}: {exc}",
+        rows = verdict_rows(spec, case, backend.name, "error", f"reference failed: {type(exc).__name__}: {exc}",
                              tier, seed)
         return rows + _determinism(spec, case, backend, inputs, outputs, checks, tier, seed), []
     # repeated launches after the golden comparison, before timing: rows of their own (determinism:<backend>)

@@ -72,30 +72,21 @@ class Controller:
         log.warning("worker %s crashed running %s: recorded as crash (%d row(s))", wid, crashitem, len(rows))
 
     def _rows(self, nodeid: str, wid: str, reason: str) -> list[dict]:
-        from .runner import _verdict_rows
+        from .engine import settled_rows
 
+        state = self.config._opdiff
         hit = self._matrix().get(matrix_id(nodeid) or "")
         if hit is None:  # not a matrix test: listed in run.json, no result row to write
             return []
         spec, case, bname = hit
-        cfg = self.config
-        rows = _verdict_rows(spec, case, bname, "crash", reason, cfg.getoption("--tier"), cfg.getoption("--seed"))
-        rows = [dict(r, worker=wid) for r in rows]
-        ledger = getattr(cfg, "_opdiff_ledger", None)
-        if ledger is not None:
-            ledger.apply(spec, case, rows, kinds=("xfail",))  # as the worker's recorder would have
-        return rows
+        # the known issues as the worker's engine would have applied them
+        rows = settled_rows(state.ledger, spec, case, bname, "crash", reason, state.options.tier, state.options.seed)
+        return [dict(r, worker=wid) for r in rows]
 
     def _matrix(self) -> dict:
         if self._ids is None:
-            from . import registry
-
-            cfg = self.config
-            specs = [registry.op(n) for n in registry.parse_names(cfg.getoption("--ops"), "op", registry.op_names())]
-            backends = registry.parse_names(cfg.getoption("--backends"), "backend", registry.backend_names(),
-                                            allow_options=True)
-            self._ids = {f"{s.name}-{c.id}-{b}": (s, c, b) for s in specs for c in s.cases(cfg.getoption("--tier"))
-                         for b in backends}
+            cases, backends = self.config._opdiff.matrix()
+            self._ids = {f"{s.name}-{c.id}-{b}": (s, c, b) for s, c in cases for b in backends}
         return self._ids
 
 

@@ -37,7 +37,10 @@ def test_a_segfaulting_worker_costs_one_test_not_the_session(tmp_path):
         env.pop(v, None)
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.fault_plugin",
                         "tests/test_matrix.py", "--ops", "paged_cache_load", "--backends", ",".join(BACKENDS),
-                        "-k", " or ".join(PICK), "-n", "2", "--opdiff-out", str(out)],
+                        "-k", " or ".join(PICK), "-n", "2", "--opdiff-out", str(out),
+                        # in-process: the fault backend may crash, so by default an isolated worker would take
+                        # the segfault (tests/test_pytest_engine.py); here it must take the xdist worker down
+                        "--no-isolate"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     log = p.stdout + p.stderr
     assert p.returncode == 1, log  # one test failed (the crash), no INTERNALERROR (3)

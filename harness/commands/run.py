@@ -5,16 +5,15 @@ import fnmatch
 import sys
 from collections import Counter, defaultdict
 
-from .. import canary, execute, registry
+from .. import canary, execute, registry, sink
 from ..compare import worst_verdict
-from ..envinfo import fingerprint
+from ..engine import Engine
 from ..errors import UsageError
 from ..progress import Progress
-from ..results import RunWriter
 from ..spec import TIERS
 from ..timing import TIER_TIMING, TimingConfig
 from ..verdicts import DISPLAY_ORDER as VERDICTS
-from ..verdicts import FAIL_ON, is_failure
+from ..verdicts import FAIL_ON
 
 
 
@@ -96,36 +95,32 @@ def _run(args, old_meta, done, lock) -> int:
         raise UsageError(f"no case matches --case {' '.join(args.case)} in {where}" if args.case else
                          f"no usable case in {where}")
     plan_total, plan = len(plan), execute.shard_plan(plan, args)
-    devices = {b.name: (b.device_name() if b.available() else "unavailable") for b in backends}
-    meta = {"command": sys.argv, "ops": [s.name for s in specs], "backends": [b.name for b in backends],
-            "tier": args.tier, "seed": args.seed, "env": fingerprint(devices),
-            "availability": {b.name: b.available().reason or "available" for b in backends}}
     timing = TimingConfig(enabled=False) if args.no_timing else TIER_TIMING[args.tier].with_cache(args.cache)
     store = _golden_store(args)
-    ex = execute.Executor(specs, backends, args, timing)
-    meta.update(plan_args=execute.plan_args(args), shard=args.shard, plan_total=plan_total, **ex.describe())
+    ex = Engine.from_args(backends, args, timing)
+    ex.ledger.check_unmatched(specs)
+    meta = sink.run_meta("cli", [s.name for s in specs], [b.name for b in backends], args.tier, args.seed,
+                         execute.plan_args(args), ex.describe(), sink.backend_meta(backends), shard=args.shard,
+                         plan_total=plan_total)
     if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
         meta = dict(old_meta, status="running", resumed=old_meta.get("resumed", 0) + 1)
-    writer = RunWriter(args.out, meta, lock=lock)
+    out = sink.RunSink(args.out, meta, lock)
     start_canary = canary.probe() if timing.enabled else None  # machine speed, for `compare` (harness.canary)
-    done_log = execute.resume.DoneLog(writer.dir)
     progress = Progress(len(plan))
     table: dict = defaultdict(Counter)
     failures = []
     if done:
-        _tally(execute.resume.read_jsonl(writer.dir / "results.jsonl"), table, failures, args.fail_on)
+        _tally(execute.resume.read_jsonl(out.dir / "results.jsonl"), table, failures, args.fail_on)
     todo = [(s, c) for s, c in plan if (s.name, c.id) not in done]
-    engine = _engine(args, backends, timing, meta)
     try:
+        engine = _engine(args, backends, timing, meta, ex)
         results = engine.run(todo) if engine else ((s, c, ex.run_case(s, c)) for s, c in todo)
         for spec, case, res in results:
-            writer.append(res.rows, res.samples)
-            done_log.add(spec.name, case.id, rows=len(res.rows))
+            out.add(spec.name, case.id, res.rows, res.samples)
             _tally(res.rows, table, failures, args.fail_on)
             progress.step(f"{spec.name}/{case.id}", res.ok)
     finally:
         ex.close()
-        done_log.close()
     progress.close()
     summary = {"cases": len(plan), "failed": len(failures), "known_issues": ex.ledger.summary()}
     if replay_report is not None:
@@ -136,18 +131,19 @@ def _run(args, old_meta, done, lock) -> int:
         summary["golden_store"] = store.summary()
     if start_canary is not None:
         summary["canary"] = canary.record(start_canary, canary.probe())
-    writer.finish(summary)
+    out.finish(summary)
     _print_summary(table, failures, args.out, meta.get("availability", {}))
     return 1 if failures else 0
 
 
-def _engine(args, backends, timing, meta):
-    """None: cases run in this process; else the distributed engine (harness.distributed)."""
+def _engine(args, backends, timing, meta, local):
+    """None: cases run in this process through `local` (harness.engine); else the distributed engine
+    (harness.distributed), whose workers run the same Engine and whose lost cases `local` settles."""
     if getattr(args, "engine", "local") != "ray":
         return None
     from ..distributed.ray_engine import RayEngine
 
-    return RayEngine(backends, args, timing, meta["env"])
+    return RayEngine(backends, args, timing, meta["env"], local)
 
 
 def _golden_store(args):
@@ -170,9 +166,7 @@ def _tally(rows, table, failures, fail_on="fail") -> None:
         by_case[(r["op"], r["case_id"], r["backend"])].append(r)
     for (op, _, bname), brows in by_case.items():
         table[(op, bname)][worst_verdict(r["verdict"] for r in brows)] += 1
-        bad = [r for r in brows if is_failure(r, fail_on)]
-        if bad:
-            failures.append(bad[0])
+    failures += sink.failures(rows, fail_on)
 
 
 def _print_summary(table, failures, out_dir, availability=None):

@@ -14,8 +14,9 @@ driver writes them (flushed per case, so `--resume` works as for a local run).
 
 Work crosses the wire as JSON text (case params, rows), never as pickled harness objects; each
 worker rebuilds specs, cases and backends by name (backends through harness.isolate.backend_ref,
-so test and plugin backends work too) and runs them through harness.execute.Executor, which applies
-isolation and the known issues exactly as a local run does.
+so test and plugin backends work too) and runs them through harness.engine.Engine, which applies
+isolation and the known issues exactly as a local run does; the driver's own Engine settles the
+rows of a case whose worker died.
 
 Ray is an optional extra (`pip install -c constraints.txt -e '.[ray]'`), imported only here.
 """
@@ -30,7 +31,7 @@ from collections import deque
 
 from .. import golden_store
 from ..errors import UsageError
-from ..runner import CaseResult, _verdict_rows
+from ..runner import CaseResult
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ ENV_KEYS = ("python", "numpy", "ml_dtypes", "torch", "torch_npu", "cann", "opdif
 #: chunks per schedulable slot: small enough to balance the tail, large enough to amortise a task
 CHUNKS_PER_SLOT = 4
 RETRIES_ON_REFUSAL = 2
-#: fields of the run's arguments that a worker's Executor reads
+#: fields of the run's arguments that a worker's Engine reads (Engine.from_args)
 EXECUTOR_ARGS = ("tier", "seed", "isolate", "timeout", "known_issues", "determinism")
 DEVICE_BACKENDS = ("aclnn", "torch_npu", "torch:npu")
 
@@ -89,8 +90,9 @@ def run_chunk(items_json: str, backends_json: str, opts_json: str, driver_env_js
     """The Ray task body (a generator): yields one JSON text per case, or a refusal first."""
     from .. import registry
     from ..envinfo import fingerprint
-    from ..execute import Executor
-    from ..isolate import _find_case, _make_backend
+    from ..engine import Engine
+    from ..isolate import find_case, make_backend
+    from ..results import json_safe
     from ..timing import TimingConfig
 
     mine, theirs = env_key(fingerprint()), json.loads(driver_env_json)
@@ -104,19 +106,18 @@ def run_chunk(items_json: str, backends_json: str, opts_json: str, driver_env_js
     else:  # a reused worker must not keep an earlier run's store
         os.environ.pop(golden_store.ENV, None)
     backend_cache: dict = {}
-    backends = [_make_backend(b, backend_cache) for b in json.loads(backends_json)]
+    backends = [make_backend(b, backend_cache) for b in json.loads(backends_json)]
     items = [dict(m, tier=opts["args"]["tier"]) for m in json.loads(items_json)]
     specs = {m["op"]: registry.op(m["op"]) for m in items}
     timing = TimingConfig(**opts["timing"]) if opts["timing"] else TimingConfig(enabled=False)
-    ns = _Args(**opts["args"])
-    ex = Executor(list(specs.values()), backends, ns, timing)
+    ex = Engine.from_args(backends, _Args(**opts["args"]), timing)
     cases: dict = {}
     try:
         for m in items:
             spec = specs[m["op"]]
-            case = _find_case(spec, m, cases)
+            case = find_case(spec, m, cases)
             res = ex.run_case(spec, case)
-            yield json.dumps({"rows": res.rows, "samples": res.samples}, default=_json_safe)
+            yield json.dumps({"rows": res.rows, "samples": res.samples}, default=json_safe)
     finally:
         ex.close()
 
@@ -124,14 +125,6 @@ def run_chunk(items_json: str, backends_json: str, opts_json: str, driver_env_js
 class _Args:
     def __init__(self, **kw):
         self.__dict__.update(kw)
-
-
-def _json_safe(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return str(obj)
 
 
 @dataclasses.dataclass
@@ -143,11 +136,12 @@ class _Chunk:
 class RayEngine:
     """Runs (spec, case) pairs on a Ray cluster; `run(plan)` yields (spec, case, CaseResult) as they finish."""
 
-    def __init__(self, backends, args, timing, fingerprint: dict):
+    def __init__(self, backends, args, timing, fingerprint: dict, local):
+        """`local`: the driver's harness.engine.Engine, which settles the rows of a lost case."""
         from ..isolate import backend_ref
 
         self.ray = import_ray()
-        self.args, self.timing = args, timing
+        self.args, self.timing, self.local = args, timing, local
         self.backend_names = [b.name for b in backends]
         self.backends_json = json.dumps([backend_ref(b) for b in backends])
         self.task_opts = parse_resources(getattr(args, "ray_resource", None), self.backend_names)
@@ -236,7 +230,7 @@ class RayEngine:
                     len(ch.items) - i - 1)
         res = CaseResult()
         for b in self.backend_names:
-            res.rows += _verdict_rows(spec, case, b, "crash", reason, self.args.tier, self.args.seed)
+            res.rows += self.local.unrun_rows(spec, case, b, "crash", reason)
         yield spec, case, res
         rest = ch.items[i + 1:]
         if rest:
@@ -256,9 +250,8 @@ class RayEngine:
         for spec, case in ch.items:
             res = CaseResult()
             for b in self.backend_names:
-                res.rows += _verdict_rows(spec, case, b, "error",
-                                          f"no ray worker with the driver's environment ran it ({text})",
-                                          self.args.tier, self.args.seed)
+                res.rows += self.local.unrun_rows(spec, case, b, "error",
+                                                  f"no ray worker with the driver's environment ran it ({text})")
             yield spec, case, res
 
     def summary(self) -> dict:
