@@ -20,6 +20,7 @@ import numpy as np
 
 from harness.dtypes import cast, itemsize
 from harness.constraint_kinds import int32_indices, no_fault
+from harness.feasible import chooser
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
@@ -238,21 +239,20 @@ AXES = {
 }
 
 
+pick = chooser(CONSTRAINTS)
+
+
 def complete(p: dict, rng: random.Random, tier: str) -> dict:
     """Fill missing params consistently with the constraints; given params are kept as they are."""
     small = tier == "smoke"
     budget = BUDGET.get(tier, BUDGET["nightly"])
-    p.setdefault("dtype", rng.choice(DTYPES))
-    p.setdefault("weight_dtype", p["dtype"])
-    p.setdefault("cache_dtype", p["dtype"])
-    if "compress_block_size" not in p and "compress_stride" not in p:
-        p["compress_block_size"], p["compress_stride"] = rng.choice(LEGAL_PAIRS)
-    elif "compress_stride" not in p:
-        cbs = p["compress_block_size"]
-        p["compress_stride"] = rng.choice([s for s in LEGAL_CBS if s <= cbs] or [16])
-    elif "compress_block_size" not in p:
-        st = p["compress_stride"]
-        p["compress_block_size"] = rng.choice([c for c in LEGAL_CBS if c >= st] or [64]) if st % 16 == 0 else 32
+    # dtypes and (cbs, stride) drawn among what the constraints allow (dtypes_equal, cbs_ge_stride, ...)
+    pick(p, "dtype", DTYPES, rng)
+    same = (p["dtype"],) + DTYPES     # the input's own dtype first: a negative case's float32 is matched
+    pick(p, "weight_dtype", same, ahead={"cache_dtype": same})
+    pick(p, "cache_dtype", same)
+    pick(p, "compress_block_size", LEGAL_CBS, rng, ahead={"compress_stride": LEGAL_CBS})
+    pick(p, "compress_stride", LEGAL_CBS, rng)
     p.setdefault("page_block_size", rng.choice((64, 128)))
     p.setdefault("num_heads", rng.choice([1, 2, 3, 4] if small else [1, 4, 13, 24, 32]))
     p.setdefault("head_dim", rng.choice([16, 32, 64] if small else [16, 64, 128, 192]))

@@ -25,6 +25,7 @@ import random
 import numpy as np
 
 from harness.dtypes import cast, np_dtype
+from harness.feasible import chooser
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, TierPlan, edge
 
@@ -295,6 +296,9 @@ def _pick(rng, values):
     return values[rng.randrange(len(values))]
 
 
+pick = chooser(CONSTRAINTS)
+
+
 def complete(p: dict, rng: random.Random, tier: str) -> dict:
     """Fill missing params consistently with the constraints; given params are kept as they are."""
     small = tier == "smoke"
@@ -305,18 +309,12 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     p.setdefault("fault", "none")
     p.setdefault("dist", "uniform")
     p.setdefault("sparse_mode", _pick(rng, (0, 2)))
-    if "d_qk" not in p:
-        p["d_qk"] = 192 if p.get("d_v", 128) > 128 else _pick(rng, (128, 192))
-    p.setdefault("d_v", _pick(rng, [d for d in (128, 192) if d <= p["d_qk"]] or [p["d_qk"]]))
-    if "n2" not in p:
-        if "n1" in p:
-            p["n2"] = _pick(rng, [d for d in range(1, min(p["n1"], 128) + 1)
-                                  if p["n1"] % d == 0 and p["n1"] // d <= 32] or [1])
-        else:
-            p["n2"] = _pick(rng, (1, 2) if small else (1, 2, 4))
-    if "n1" not in p:
-        groups = [g for g in ((1, 2, 4) if small else (1, 2, 4, 8, 16, 32)) if p["n2"] * g <= 128]
-        p["n1"] = p["n2"] * _pick(rng, groups or [1]) if p["n2"] > 0 else 4
+    # head dims and counts drawn among what the constraints allow (dv_le_dqk, n1_multiple_of_n2,
+    # group_size, n1_range / n2_range)
+    pick(p, "d_qk", (128, 192), rng, ahead={"d_v": (128, 192)})
+    pick(p, "d_v", (128, 192), rng)
+    pick(p, "n2", range(1, 129) if "n1" in p else (1, 2) if small else (1, 2, 4), rng)
+    pick(p, "n1", [p["n2"] * g for g in ((1, 2, 4) if small else (1, 2, 4, 8, 16, 32))], rng)
     p.setdefault("head_num", p["n1"])
     p.setdefault("value_heads", p["n2"])
     p.setdefault("out_heads", p["n1"])
@@ -346,8 +344,11 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
         p["q_lens"] = [rng.randint(1, max(qmax, 1)) for _ in range(nb)]
     if "kv_lens" not in p:
         kv = []
+        # the least KV length kv_len_min and kv_len_multiple allow (a multiple of bs), asked of them
+        least = pick({"select_block_size": bs, "select_block_count": count}, "kv_lens",
+                     [[m * bs] for m in range(1, 34)])[0]
         for q in p["q_lens"]:
-            need = max(bs * count, bs, -(-q // bs) * bs if p["sparse_mode"] == 2 else 0)
+            need = max(least, -(-q // bs) * bs if p["sparse_mode"] == 2 else 0)
             kv.append(need + bs * rng.randint(0, 2))
         p["kv_lens"] = kv
     if "scale_value" not in p:

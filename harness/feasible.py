@@ -77,7 +77,8 @@ def chooser(constraints: Sequence):
     """A `pick(p, name, candidates, rng=None, ahead=None)` for one op's complete().
 
     pick sets p[name] (when missing) to a candidate with which no judged constraint naming `name`
-    breaks: the first such candidate in order, or with `rng` one drawn at random. `ahead` maps params
+    breaks: the first such candidate in order, or with `rng` one drawn at random (no draw when only
+    one fits, so a forced value leaves the rng where it was). `ahead` maps params
     complete() fills later to the values it may give them; a candidate is kept only if some choice
     of those still fits (so an early choice cannot strand a later one). When no candidate fits (a
     negative case's given params already break the constraint), the lookahead is dropped, then the
@@ -93,7 +94,7 @@ def chooser(constraints: Sequence):
               and (not later or _ahead_fits(constraints, {**p, name: v}, name, later))]
         if not ok:
             ok = [v for v in candidates if _fits(constraints, {**p, name: v}, name)] or list(candidates)
-        p[name] = ok[0] if rng is None else ok[rng.randrange(len(ok))]
+        p[name] = ok[0] if rng is None or len(ok) == 1 else ok[rng.randrange(len(ok))]   # no draw for a forced value
         return p[name]
 
     return pick
