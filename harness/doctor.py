@@ -91,10 +91,10 @@ def cann_lines() -> tuple[list[Line], object | None]:
         lines = [Line("CANN toolkit", "missing", why, need),
                  Line("NNAL / ATB", "info" if atb_path else "missing",
                       f"{atb_path} (not loaded without the toolkit)" if atb_path else atb_why, need)]
-        from backends.aclnn.ops import BINDINGS
+        from backends.aclnn._binding import bindings
 
         lines += [Line(f"symbol {b.symbol}", "missing", f"{op}: not searched, no CANN toolkit", ("aclnn",))
-                  for op, b in BINDINGS.items()]
+                  for op, b in bindings().items()]
         return lines, None
     double = hasattr(cann.rt, DOUBLE_SYMBOL)
     if double:
@@ -115,10 +115,10 @@ def cann_lines() -> tuple[list[Line], object | None]:
 
 def symbol_lines(cann) -> list[Line]:
     """Per op: where its entry points are (custom op packages are searched first, as CANN does)."""
-    from backends.aclnn.ops import BINDINGS
+    from backends.aclnn._binding import bindings
 
     lines = []
-    for op, b in BINDINGS.items():
+    for op, b in bindings().items():
         item = f"symbol {b.symbol}"
         if b.family == "atb":
             ok = cann.atb is not None and hasattr(cann.atb, b.symbol + "GetWorkspaceSize")

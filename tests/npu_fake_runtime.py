@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from backends.aclnn.ops import BINDINGS
+from backends.aclnn._binding import binding_of
 
 # The text torch_npu's queue raises at synchronize when a queued task failed (torch_npu NPUQueue; the same
 # words in every public report of a deferred failure), followed by the failed call's own message.
@@ -29,7 +29,7 @@ QUEUE_TEXT = ("The Inner error is reported as above. The process exits for this 
 
 def symbol(op: str) -> str:
     """The C entry point torch_npu reaches for an opdiff operator (aclnnXxx, or AtbPagedCacheLoad)."""
-    return BINDINGS[op].symbol
+    return binding_of(op).symbol
 
 
 def refusal_text(sym: str, detail: str) -> str:

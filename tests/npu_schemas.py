@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 from backends.op_modules import op_module  # noqa: E402
 from backends.torch import to_numpy  # noqa: E402
-from backends.torch_npu._adapters import ACL_FORMAT_FRACTAL_NZ, ADAPTERS, API_FUNCTIONS  # noqa: E402
+from backends.torch_npu._adapters import ACL_FORMAT_FRACTAL_NZ, adapter, adapters, api_functions  # noqa: E402
 from harness import registry  # noqa: E402
 from harness.errors import ConstraintViolation  # noqa: E402
 from tests import npu_fake_runtime as runtime  # noqa: E402
@@ -132,10 +132,10 @@ def atb_paged_cache_load_schemas(root: Path) -> list[str]:
 
 
 def real_schemas(root: Path) -> dict[str, list[str]]:
-    """torch_npu function path (as in API_FUNCTIONS) -> its schema strings."""
+    """torch_npu function path (as in api_functions()) -> its schema strings."""
     ys = yaml_schemas(root)
     out = {}
-    for path in API_FUNCTIONS:
+    for path in api_functions():
         base = path.split(".")[-1]
         if path.startswith("atb."):
             out[path] = atb_paged_cache_load_schemas(root)
@@ -163,7 +163,7 @@ class SchemaNamespace:
         self.params: dict | None = None
         self.calls: list[tuple[str, dict]] = []       # (function path, bound arguments) of every call
         self._nz: list = []                            # weakrefs of tensors npu_format_cast tagged FRACTAL_NZ
-        api_to_op = {ad.api: ad.op for ad in ADAPTERS.values()}
+        api_to_op = {ad.api: ad.op for ad in adapters().values()}
         api_to_op["npu_rope_quant_kvcache"] = api_to_op.get("npu_dequant_rope_quant_kvcache")
         for path, strings in self.schemas.items():
             for s in strings:
@@ -250,11 +250,11 @@ class SchemaNamespace:
         if op == "dequant_rope_quant_kvcache" and not bound["kv_output"]:
             # kOut/vOut are {0}-shaped (OP DequantRopeQuantKVCacheKernelNpuOpApi.cpp:78-81)
             out["k_out"] = out["v_out"] = torch.empty(0, dtype=bound["cos"].dtype)
-        returns = ADAPTERS[op].returns
+        ad = adapter(op)
         results = []
-        for i, name in enumerate(returns[: len(parsed.returns)]):
+        for i, name in enumerate(ad.returns[: len(parsed.returns)]):
             value = out[name]
-            target = bound.get(name) if name in ADAPTERS[op].in_place else None
+            target = bound.get(name) if name in ad.in_place else None
             if allocated is not None:
                 target = allocated[i]  # the wrapper's allocation, or the .out overload's key / value
             if torch.is_tensor(target):
@@ -269,7 +269,7 @@ class SchemaNamespace:
         self.queue.refuse(sym, detail)
         if allocated is not None:
             return tuple(allocated)
-        ad = ADAPTERS[op]
+        ad = adapter(op)
         results = []
         for name in ad.returns[: len(parsed.returns)]:
             t = bound.get(name) if name in ad.in_place else None

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backends.aclnn._binding import binding_of, bindings
+from harness import ledger as ledger_mod
 from harness import registry
 from harness.errors import Rejected
 from harness.runner import run_case
@@ -28,6 +30,7 @@ from tests.aclnn_double.support import Counters, cann_env, shared_build
 ROOT = Path(__file__).resolve().parents[1]
 NO_TIMING = TimingConfig(enabled=False)
 RESOURCES = ("tensor", "int_array", "tensor_list", "executor", "device_mem", "atb_operation")
+LEDGER = ledger_mod.load(backends=["aclnn"])   # the shipped known issues of aclnn
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +64,11 @@ def backend(double, counters):
 
 
 def _cases(op: str, negative: bool, n: int):
+    """The first n smoke cases; positives under a known issue (ATB refusing ND without seqStarts,
+    cases/known_issues/aclnn.toml) are refused by the double as by the real library, so they are left out."""
     spec = registry.op(op)
-    return spec, [c for c in spec.cases("smoke") if c.negative == negative][:n]
+    return spec, [c for c in spec.cases("smoke") if c.negative == negative
+                  and (negative or LEDGER.match(spec, c, "aclnn") is None)][:n]
 
 
 def _held(counters) -> dict:
@@ -70,14 +76,8 @@ def _held(counters) -> dict:
     return {k: live[k] for k in RESOURCES if live[k]}
 
 
-BOUND_OPS = ("paged_cache_load", "nsa_compress_with_cache", "dequant_rope_quant_kvcache", "nsa_selected_attention_grad",
-             "incre_flash_attention")
-
-
-def test_every_operator_has_a_binding():
-    from backends.aclnn.ops import BINDINGS
-
-    assert set(registry.op_names()) <= set(BINDINGS) and set(BOUND_OPS) == set(BINDINGS)
+# registered ops with a backends/aclnn/<op>.py (tests/test_aclnn_binding.py: each has its C double)
+BOUND_OPS = sorted(bindings())
 
 
 @pytest.mark.parametrize("op", BOUND_OPS)
@@ -111,9 +111,7 @@ def test_negative_cases_are_rejected_at_get_workspace_size(op, backend, counters
 
 
 def backend_symbol(op: str) -> str:
-    from backends.aclnn.ops import BINDINGS
-
-    return BINDINGS[op].symbol
+    return binding_of(op).symbol
 
 
 def test_rejection_message_read_once(backend):

@@ -20,20 +20,22 @@ import atexit
 import logging
 from ctypes import byref, c_uint32, c_uint64, c_void_p
 
-from harness.errors import Rejected
+from harness.errors import Declined, Rejected
 from harness.timing import ASCEND_L2_BYTES
 
 from . import _codes
-from ._lib import ACLNN_OPS, Cann, CannUnavailable, load
+from ._binding import Binding, binding_of
+from ._lib import Cann, CannUnavailable, load
 from ._runtime import AclCallError, Runtime, check, recent_error
 from ._tensor import DeviceBuffer, Scope
-from .ops import BINDINGS, PCL_ZERO_SEQ_STARTS, Binding
+from .paged_cache_load import PCL_ZERO_SEQ_STARTS
 
 from backends.base import Availability, Backend
+from backends.op_modules import not_implemented
 
 log = logging.getLogger(__name__)
 __all__ = ["AclnnBackend", "AclCallError"]
-#: workaround modes the option may name (backends/aclnn/ops.py documents each)
+#: workaround modes the option may name (the op module that reads one documents it)
 MODES = frozenset({PCL_ZERO_SEQ_STARTS})
 
 
@@ -53,7 +55,7 @@ class Call:
         self.launched = False                  # work queued since the last synchronize
         self.closed = False
 
-    # ---- helpers for ops.py builders ------------------------------------------------------------------------
+    # ---- what the argument tables call (backends/aclnn/_binding.py) ---------------------------------------
     def tensor(self, array, fmt: int = _codes.ACL_FORMAT_ND) -> int:
         return self.scope.tensor(array, fmt).handle
 
@@ -83,12 +85,10 @@ class Call:
     def phase1(self) -> None:
         b, cann = self.binding, self.rt.cann
         size = c_uint64(0)
+        p1, _ = cann.op_symbol(b)
         if b.family == "atb":
-            ctx = self.rt.atb()
-            fn = cann.atb_fn(b.symbol + "GetWorkspaceSize")
-            st = fn(*self._c_args(), byref(size), byref(self.atb_op), ctx)
+            st = p1(*self._c_args(), byref(size), byref(self.atb_op), self.rt.atb())
         else:
-            p1, _ = cann.op_symbol(b.symbol)
             executor = c_void_p(None)
             st = p1(*self._c_args(), byref(size), byref(executor))
             if st == 0:
@@ -109,15 +109,15 @@ class Call:
     def launch(self, events: tuple[int, int] | None = None) -> None:
         b, cann, rt = self.binding, self.rt.cann, self.rt
         rt.ensure_thread()
+        _, p2 = cann.op_symbol(b)
         if b.family == "atb":
             if self.launched_once:
                 self.phase1()
             ctx = rt.atb()
-            run = lambda: cann.atb_fn(b.symbol)(self.workspace, self.workspace_size, self.atb_op, ctx)  # noqa: E731
+            run = lambda: p2(self.workspace, self.workspace_size, self.atb_op, ctx)  # noqa: E731
         else:
             if self.executor is None:
                 self.phase1()
-            _, p2 = cann.op_symbol(b.symbol)
             executor, self.executor = self.executor, None   # phase 2 consumes it, even when it fails
             run = lambda: p2(self.workspace, self.workspace_size, executor, rt.stream)  # noqa: E731
         if events:
@@ -273,16 +273,13 @@ class AclnnBackend(Backend):
         return self._rt
 
     def supports(self, spec, case):
-        binding = BINDINGS.get(spec.name)
+        binding = binding_of(spec.name)
         if binding is None:
-            return f"no aclnn binding for {spec.name} (backends/aclnn/ops.py)"
+            return not_implemented("aclnn", spec.name)
         if not self.available():
             return None   # reported as unavailable, not declined
         try:
-            if binding.family == "atb":
-                self._cann.atb_fn(binding.symbol)
-            else:
-                self._cann.op_symbol(binding.symbol)
+            self._cann.op_symbol(binding)
         except CannUnavailable as exc:
             return str(exc)
         return binding.decline(case.params, self.soc_name())
@@ -302,18 +299,19 @@ class AclnnBackend(Backend):
 
     # ---- running --------------------------------------------------------------------------------------------
     def prepare(self, spec, case, inputs) -> Call:
+        binding = binding_of(spec.name)
+        if binding is None:
+            raise Declined(not_implemented("aclnn", spec.name))
         avail = self.available()
         if not avail:
             raise CannUnavailable(avail.reason)
-        binding = BINDINGS[spec.name]
-        assert binding.family == "atb" or binding.symbol in ACLNN_OPS
         self._runtime.ensure_thread()
         self._release_live()
         call = Call(self, binding)
         call.params, call.inputs = case.params, inputs
         self._live.append(call)
         try:
-            call.args = binding.build(call, case.params, inputs)
+            call.args = binding.arguments(call, case.params, inputs, self.modes)
             call.phase1()
         except BaseException:
             self._release(call)

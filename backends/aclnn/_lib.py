@@ -1,4 +1,5 @@
-"""Finding CANN and declaring every C symbol the aclnn backend calls (once, here).
+"""Finding CANN and declaring the C symbols the aclnn backend calls; an operator's own entry points are declared
+from its argument table (backends/aclnn/<op>.py, `Cann.op_symbol`).
 
 Discovery (shared/reference/acl_abi.md section 1), in order:
   roots:    $ASCEND_HOME_PATH, $ASCEND_TOOLKIT_HOME, /usr/local/Ascend/ascend-toolkit/latest,
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_int8, c_int32, c_int64, c_size_t, \
-    c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_float, c_int, c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,28 +71,11 @@ ATB = {
     ATB_CREATE_CONTEXT: (STATUS, [POINTER(P)]),
     ATB_DESTROY_CONTEXT: (STATUS, [P]),
     ATB_DESTROY_OPERATION: (STATUS, [P]),
-    "AtbPagedCacheLoadGetWorkspaceSize": (STATUS, [P, P, P, P, P, P, P, c_int8, c_bool, c_bool, POINTER(c_uint64),
-                                                   POINTER(P), P]),
-    "AtbPagedCacheLoad": (STATUS, [P, c_uint64, P, P]),
 }
 # atb::Context vtable (Itanium ABI): slots 0/1 destructors, slot 2 SetExecuteStream(this, aclrtStream)
 ATB_SET_EXECUTE_STREAM_SLOT = 2
 ATB_SET_EXECUTE_STREAM = ctypes.CFUNCTYPE(STATUS, P, P)
 
-# aclnn operators: phase-1 argument kinds (acl_abi.md section 4); phase 1 appends (uint64_t*, aclOpExecutor**),
-# phase 2 is (void *workspace, uint64_t size, aclOpExecutor *executor, aclrtStream stream).
-ARG_KIND = {"tensor": P, "tensor_list": P, "int_array": P, "str": c_char_p, "i64": c_int64, "f64": c_double,
-            "bool": c_bool}
-T = "tensor"
-ACLNN_OPS = {
-    "aclnnNsaCompressWithCache": (T, T, T, "int_array", T, "str", "i64", "i64", "i64", "i64", T),
-    "aclnnDequantRopeQuantKvcache": (T,) * 13 + ("int_array", "str", "str", "bool", "str", T, T, T),
-    "aclnnNsaSelectedAttentionGrad": (T,) * 8 + ("int_array", "int_array", T, "f64", "i64", "i64", "i64", "str",
-                                                 "i64", T, T, T),
-    "aclnnIncreFlashAttentionV4": (T, "tensor_list", "tensor_list", T, T, "int_array") + (T,) * 9
-                                  + ("i64", "f64", "str", "i64", "i64", "i64", T),
-}
-PHASE2 = (STATUS, [P, c_uint64, P, P])
 
 
 class CannUnavailable(RuntimeError):
@@ -169,7 +152,7 @@ def atb_library_path() -> tuple[Path | None, str]:
 
 @dataclass
 class Cann:
-    """Loaded libraries with declared functions: `rt.<name>`, `nn.<name>`, `op_fn(symbol)`, `atb_fn(name)`."""
+    """Loaded libraries with declared functions: `rt.<name>`, `nn.<name>`, `op_symbol(binding)`, `atb_fn(name)`."""
 
     root: Path
     rt: object
@@ -181,19 +164,27 @@ class Cann:
     atb_reason: str = ""
     _ops: dict = field(default_factory=dict)
 
-    def op_symbol(self, symbol: str):
-        """(phase1, phase2) functions of an aclnn op, or raise CannUnavailable naming the libraries searched."""
+    def op_symbol(self, binding):
+        """(phase1, phase2) functions of an operator, declared with the prototypes its binding derives from its
+        argument table (backends/aclnn/_binding.py); CannUnavailable names the libraries searched."""
+        symbol = binding.symbol
         if symbol in self._ops:
             return self._ops[symbol]
-        kinds = ACLNN_OPS[symbol]
-        for path, lib in self.op_libs:
+        if binding.family == "atb":
+            if self.atb is None:
+                raise CannUnavailable(self.atb_reason)
+            libs = [(Path(self.atb._name), self.atb)]
+        else:
+            libs = self.op_libs
+        for path, lib in libs:
             if hasattr(lib, symbol + "GetWorkspaceSize") and hasattr(lib, symbol):
-                p1 = _declare(lib, symbol + "GetWorkspaceSize",
-                              (STATUS, [ARG_KIND[k] for k in kinds] + [POINTER(c_uint64), POINTER(P)]))
-                p2 = _declare(lib, symbol, PHASE2)
+                p1 = _declare(lib, symbol + "GetWorkspaceSize", binding.phase1_prototype())
+                p2 = _declare(lib, symbol, binding.phase2_prototype)
                 self._ops[symbol] = (p1, p2)
                 return p1, p2
-        searched = ", ".join(str(p) for p, _ in self.op_libs) or "no op library found"
+        searched = ", ".join(str(p) for p, _ in libs) or "no op library found"
+        if binding.family == "atb":
+            raise CannUnavailable(f"{symbol}/{symbol}GetWorkspaceSize not exported by {searched}; {ATB_HINT}")
         errs = f" (failed to load: {'; '.join(self.op_lib_errors)})" if self.op_lib_errors else ""
         raise CannUnavailable(f"{symbol}/{symbol}GetWorkspaceSize not exported by the op libraries ({searched}){errs}; "
                               f"the op needs a newer CANN or the ops package for this SoC")

@@ -6,7 +6,8 @@
     npu_format_cast(x, 29)).
 
 The inputs dict is keyed by the torch_npu argument names, so the backend is a pass-through; what
-differs per operator lives in `backends/torch_npu/_adapters.py`. Inputs move to the device once per case
+differs per operator lives in `backends/torch_npu/<op>.py` (its `ADAPTER`; an op without a module is
+declined as not implemented). Inputs move to the device once per case
 in `prepare` (untimed), `launch` is the bare call, `fetch` brings outputs back as numpy; caches the
 op updates in place are read back from the input tensors after the call. Latency comes from
 `torch_npu.npu.Event(enable_timing=True)` pairs around the launch, cold-cache by default (a 192 MiB NPU
@@ -33,7 +34,9 @@ from backends.base import Availability, Backend
 from backends.torch import to_numpy, to_torch
 from ._env import load, npu_availability, task_queue_note, visible_devices_note
 from ._errors import DEVICE_FAULT, REFUSAL, SCHEMA_ERRORS, classify, deferred_operator, library_message
-from ._adapters import ADAPTERS, MODES, Call
+from backends.op_modules import not_implemented
+
+from ._adapters import MODES, Call, adapter
 
 log = logging.getLogger(__name__)
 __all__ = ["TorchNpuBackend", "classify", "parse_device", "parse_option", "DEVICE_FAULT", "REFUSAL", "SCHEMA_ERRORS"]
@@ -130,9 +133,9 @@ class TorchNpuBackend(Backend):
         return Availability(True)
 
     def supports(self, spec, case):
-        ad = ADAPTERS.get(spec.name)
+        ad = adapter(spec.name)
         if ad is None:
-            return f"no torch_npu adapter for {spec.name} (backends/torch_npu/_adapters.py)"
+            return not_implemented("torch_npu", spec.name)
         if ad.device_decline is not None and self._api is None:
             why = ad.device_decline(self.device_name())
             if why:
@@ -167,9 +170,9 @@ class TorchNpuBackend(Backend):
         return f"injected:{id(self._api)}:{self.device}" if self._api is not None else f"ascend:{self.device}"
 
     def prepare(self, spec, case, inputs):
-        ad = ADAPTERS.get(spec.name)
+        ad = adapter(spec.name)
         if ad is None:
-            raise Declined(f"no torch_npu adapter for {spec.name}")
+            raise Declined(not_implemented("torch_npu", spec.name))
         if ad.case_decline is not None:
             why = ad.case_decline(case.params, inputs)
             if why:

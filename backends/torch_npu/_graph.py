@@ -5,10 +5,10 @@ This is the seed's second way of calling the op (004_9b455b0cf40d8ded.txt, è°ƒç”
     npu_backend = torchair.get_npu_backend(compiler_config=CompilerConfig())
     model = torch.compile(model, backend=npu_backend, dynamic=False, fullgraph=True)
 
-Everything else is the eager backend's (backends/torch_npu/__init__.py: adapters, device copies, refusals, timing):
-only the bound call is wrapped, so the two front ends differ in nothing but graph mode, and the runner
-pairs them bitwise (same `kernel_key`, harness.devcheck) as well as judging the graph outputs against the
-golden. `--backends torch_npu:graph`, `torch_npu:1+graph` for logical NPU 1.
+Everything else is the eager backend's (backends/torch_npu/__init__.py, the adapters in <op>.py; device
+copies, refusals, timing): only the bound call is wrapped, so the two front ends differ in nothing but graph
+mode, and the runner pairs them bitwise (same `kernel_key`, harness.devcheck) as well as judging the graph
+outputs against the golden. `--backends torch_npu:graph`, `torch_npu:1+graph` for logical NPU 1.
 
 What graph mode needs, checked in this order so that the reason names the first missing piece:
   - torchair: it ships inside the torch-npu wheel (`torch_npu/dynamo/torchair`); a wheel built without it
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from backends.base import Availability
 from . import TorchNpuBackend
-from ._adapters import ADAPTERS
+from ._adapters import adapter
 
 GRAPH = "graph"
 
@@ -150,7 +150,7 @@ class TorchNpuGraphBackend(TorchNpuBackend):
         why = super().supports(spec, case)
         if why:
             return why
-        ad = ADAPTERS[spec.name]
+        ad = adapter(spec.name)   # super().supports declined an op without one
         try:
             fn = ad.resolve(self.api)
         except AttributeError as exc:

@@ -36,7 +36,7 @@ ENTRY_POINTS: dict[str, EntryPoint] = {e.api: e for e in (
                ("x", "cos", "sin", "k_cache", "v_cache", "indices", "scale_k", "scale_v", "size_splits", "offset_k",
                 "offset_v", "weight_scale", "activation_scale", "bias", "quant_mode", "input_layout", "kv_output",
                 "cache_mode"), in_place=("k_cache", "v_cache")),
-    # the same aclnn kernel for a float x (backends/torch_npu/_adapters.py); recorded as the same operator
+    # the same aclnn kernel for a float x (backends/torch_npu/dequant_rope_quant_kvcache.py): the same operator
     EntryPoint("npu_rope_quant_kvcache", "dequant_rope_quant_kvcache",
                ("x", "cos", "sin", "k_cache", "v_cache", "indices", "scale_k", "scale_v", "size_splits", "offset_k",
                 "offset_v", "quant_mode", "input_layout", "kv_output", "cache_mode"), in_place=("k_cache", "v_cache")),
