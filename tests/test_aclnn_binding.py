@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backends.aclnn import _codes
 from backends.aclnn._binding import binding_of, bindings
 from backends.op_modules import module_names
 from harness import registry
@@ -88,30 +89,33 @@ def test_every_c_double_op_file_has_its_module():
         sorted(op for op, b in BOUND.items() if b.family == "aclnn")
 
 
+ND = _codes.ACL_FORMAT_ND   # the backend Call's default format
+
+
 class RecordingCall:
     """What the argument tables call on the backend's Call, recording handles instead of creating them."""
 
     def __init__(self):
         self.outputs = {}
 
-    def tensor(self, array, fmt=0):
+    def tensor(self, array, fmt=ND):
         return ("tensor", np.asarray(array).shape, fmt)
 
-    def optional(self, array, fmt=0):
+    def optional(self, array, fmt=ND):
         return None if array is None else self.tensor(array, fmt)
 
-    def output(self, name, shape, dtype, fmt=0):
+    def output(self, name, shape, dtype, fmt=ND):
         self.outputs[name] = (tuple(shape), dtype)
         return ("tensor", tuple(shape), fmt)
 
-    def inout(self, name, array, fmt=0):
+    def inout(self, name, array, fmt=ND):
         self.outputs[name] = (np.asarray(array).shape, str(np.asarray(array).dtype))
         return self.tensor(array, fmt)
 
     def int_array(self, values):
         return None if values is None else ("int_array", [int(v) for v in np.asarray(values).reshape(-1)])
 
-    def tensor_list(self, arrays, fmt=0):
+    def tensor_list(self, arrays, fmt=ND):
         return ("tensor_list", [self.tensor(a, fmt) for a in arrays])
 
 
@@ -136,3 +140,19 @@ def test_built_arguments_have_their_kinds_and_outputs_are_the_specs(op):
         wrong = [(a.name, a.kind, v) for a, v in zip(b.args, values) if not _fits(a.kind, v)]
         assert not wrong, (case.id, wrong)
         assert set(call.outputs) == set(spec.outputs), case.id
+
+
+def test_pcl_zero_seq_starts_mode_passes_zeros_and_has_seq_starts():
+    """aclnn:pcl_zero_seq_starts: an ND case without seq_starts gets a zero seqStarts tensor of one entry per
+    batch and hasSeqStarts=true; without the mode seqStarts is NULL and hasSeqStarts false."""
+    from backends.aclnn.paged_cache_load import PCL_ZERO_SEQ_STARTS
+
+    spec, b = registry.op("paged_cache_load"), BOUND["paged_cache_load"]
+    case = spec.case(layout="ND", has_seq_starts=False)
+    inputs = spec.make_inputs(case, 0)
+    assert inputs.get("seq_starts") is None
+    names = [a.name for a in b.args]
+    plain = dict(zip(names, b.arguments(RecordingCall(), case.params, inputs)))
+    assert plain["seqStarts"] is None and plain["hasSeqStarts"] is False
+    zeros = dict(zip(names, b.arguments(RecordingCall(), case.params, inputs, frozenset({PCL_ZERO_SEQ_STARTS}))))
+    assert zeros["seqStarts"] == ("tensor", (inputs["block_table"].shape[0],), ND) and zeros["hasSeqStarts"] is True
