@@ -44,13 +44,15 @@ def backend_meta(backends) -> dict:
 
 
 def run_meta(source: str, ops, backends, tier: str, seed: int, plan_args: dict, engine: dict,
-             probed: dict | None = None, shard=None, plan_total=None) -> dict:
+             probed: dict | None = None, shard=None, plan_total=None, env: dict | None = None) -> dict:
     """run.json at the start of a run. `engine`: Engine.describe(); `probed`: backend_meta() (an
-    xdist controller runs no backend: its workers' probes fill it in at the end)."""
+    xdist controller runs no backend: its workers' probes fill it in at the end); `env`: the
+    environment fingerprint (default harness.envinfo's, with the probed devices)."""
     probed = probed or {"availability": {}, "devices": {}}
     return {"source": source, "command": sys.argv, "ops": list(ops), "backends": list(backends), "tier": tier,
-            "seed": seed, "env": fingerprint(probed["devices"]), "availability": probed["availability"],
-            "plan_args": plan_args, "shard": shard, "plan_total": plan_total, **engine}
+            "seed": seed, "env": fingerprint(probed["devices"]) if env is None else env,
+            "availability": probed["availability"], "plan_args": plan_args, "shard": shard, "plan_total": plan_total,
+            **engine}
 
 
 def failures(rows, fail_on: str = "fail") -> list[dict]:

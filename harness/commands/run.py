@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from .. import canary, execute, registry, sink
 from ..compare import worst_verdict
 from ..engine import Engine
+from ..envinfo import fingerprint
 from ..errors import UsageError
 from ..progress import Progress
 from ..spec import TIERS
@@ -99,9 +100,10 @@ def _run(args, old_meta, done, lock) -> int:
     store = _golden_store(args)
     ex = Engine.from_args(backends, args, timing)
     ex.ledger.check_unmatched(specs)
+    probed = sink.backend_meta(backends)
     meta = sink.run_meta("cli", [s.name for s in specs], [b.name for b in backends], args.tier, args.seed,
-                         execute.plan_args(args), ex.describe(), sink.backend_meta(backends), shard=args.shard,
-                         plan_total=plan_total)
+                         execute.plan_args(args), ex.describe(), probed, shard=args.shard, plan_total=plan_total,
+                         env=fingerprint(probed["devices"]))  # the driver's: a Ray worker must match it
     if old_meta is not None:  # resuming: same run id and start time, the rows so far stay
         meta = dict(old_meta, status="running", resumed=old_meta.get("resumed", 0) + 1)
     out = sink.RunSink(args.out, meta, lock)
