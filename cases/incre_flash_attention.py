@@ -31,6 +31,7 @@ import math
 import random
 
 from harness.dtypes import itemsize
+from harness.feasible import Chooser
 from harness.spec import OpSpec, OutputRule, Region
 
 from ._capture_incre_flash_attention import infer as infer_call
@@ -60,57 +61,43 @@ PAGED_FAULTS = ("bt_rows", "bt_short", "blocknum_short", "bt_id", "bt_dtype")
 DENSE_FAULTS = ("kv_rank", "seq_len_exceeds", "kv_pad_dtype")
 
 
-def _card_ok(p) -> bool:
-    """Whether the given params leave room for the Atlas inference card (310P)."""
-    return (p.get("dtype", "float16") == "float16" and p.get("kv_dtype", "float16") == "float16"
-            and p.get("pse", "none") == "none" and p.get("quant2", "none") == "none"
-            and p.get("kv_heads_attr", "zero") == "zero" and p.get("antiquant", "none") == "none"
-            and p.get("num_kv_heads", p.get("num_heads")) == p.get("num_heads")
-            and p.get("batch", 1) <= LIMITS["310P"]["B"] and p.get("kv_seq", 1) <= LIMITS["310P"]["S"])
+pick = Chooser(CONSTRAINTS)
+KV_DTYPES = QDT + ("int8",)
+KV_HEADS_ATTRS = ("zero", "explicit")
+# What complete() may give later to the params an early choice depends on: the product's support
+# (inference_card_*) is judged against the dtypes and kv_heads_attr still to come, the head counts
+# against kv_heads_attr (num_kv_heads_matches_kv), so no early choice strands a later one.
+PRODUCT_AHEAD = {"dtype": QDT, "kv_dtype": KV_DTYPES, "kv_heads_attr": KV_HEADS_ATTRS}
+HEADS_AHEAD = {"kv_heads_attr": KV_HEADS_ATTRS}
 
 
 def _heads(p, rng, small):
-    card = p["product"] == "310P" or p.get("kv_heads_attr") == "zero"
+    """Head counts and num_key_value_heads, each drawn among what the constraints allow."""
     if "num_heads" in p and "num_kv_heads" not in p:
         n = p["num_heads"]
-        divs = [d for d in range(1, n + 1) if n % d == 0 and n // d <= 64] or [n]
-        p["num_kv_heads"] = n if card else rng.choice(divs[-3:])
-    elif "num_kv_heads" in p and "num_heads" not in p:
-        p["num_heads"] = p["num_kv_heads"] * (1 if card else rng.choice([1, 2, 4]))
-    elif "num_heads" not in p:
-        nkv = rng.choice([1, 2] if small else [1, 2, 4])
-        p["num_kv_heads"] = nkv
-        p["num_heads"] = nkv * (1 if card else rng.choice([1, 2, 4] if small else [1, 4, 8]))
-    if "kv_heads_attr" not in p:
-        zero_ok = p["num_kv_heads"] == p["num_heads"]
-        p["kv_heads_attr"] = "zero" if zero_ok and (p["product"] == "310P" or rng.random() < 0.5) else "explicit"
+        divs = pick.fitting(p, "num_kv_heads", range(1, n + 1), HEADS_AHEAD) or [n]
+        p["num_kv_heads"] = rng.choice(divs[-3:])   # the three largest allowed: GQA ratios up to a few
+    pick(p, "num_kv_heads", [1, 2] if small else [1, 2, 4], rng)
+    nkv = p["num_kv_heads"]
+    pick(p, "num_heads", [nkv * g for g in ((1, 2, 4) if small or "num_heads" in p else (1, 4, 8))], rng, HEADS_AHEAD)
+    pick(p, "kv_heads_attr", KV_HEADS_ATTRS if rng.random() < 0.5 else KV_HEADS_ATTRS[::-1])
 
 
 def complete(p: dict, rng: random.Random, tier: str) -> dict:
-    """Fill missing params consistently with the constraints; given params are kept as they are."""
+    """Fill missing params consistently with the constraints; given params are kept as they are.
+
+    Each free value is drawn among (or is the first of) the candidates the constraints allow
+    (`pick`); the preferences (how often 310P, int8 K/V, a mask, ...) are this function's own.
+    """
     small = tier == "smoke"
     p.setdefault("fault", "none")
-    if "product" not in p:
-        p["product"] = "310P" if _card_ok(p) and rng.random() < 0.2 else "A2"
-    card = p["product"] == "310P"
-    p.setdefault("layout", rng.choice(LAYOUTS))
-    if "dtype" not in p:
-        p["dtype"] = "float16" if card else p["kv_dtype"] if p.get("kv_dtype") in QDT else rng.choice(QDT)
-    if "kv_dtype" not in p:
-        aq = p.get("antiquant")
-        if card:
-            p["kv_dtype"] = p["dtype"] if p["dtype"] in QDT else "float16"
-        elif p["dtype"] not in QDT:
-            p["kv_dtype"] = "int8" if p["dtype"] == "int8" else "float16"
-        elif aq is not None:
-            p["kv_dtype"] = "int8" if aq != "none" else p["dtype"]
-        else:
-            int8_ok = p.get("block_size", 32) % 32 == 0
-            p["kv_dtype"] = "int8" if int8_ok and rng.random() < 0.3 else p["dtype"]
+    pick(p, "product", ("310P", "A2") if rng.random() < 0.2 else ("A2",), ahead=PRODUCT_AHEAD)
+    pick(p, "layout", LAYOUTS, rng)
+    pick(p, "dtype", QDT, rng, ahead={"kv_dtype": KV_DTYPES})
+    pick(p, "kv_dtype", ("int8",) + QDT if rng.random() < 0.3 else KV_DTYPES)
     _heads(p, rng, small)
     p.setdefault("num_heads_attr", "match")
-    if "head_dim" not in p:
-        p["head_dim"] = rng.choice([16, 32] if small else [16, 64, 128])
+    pick(p, "head_dim", [16, 32] if small else [16, 64, 128], rng)
     p.setdefault("batch", rng.choice([1, 2, 3] if small else [1, 2, 4]))
     if "paged" not in p:
         dense_only = (p.get("kv_padding") is not None or p["fault"] in DENSE_FAULTS
@@ -118,19 +105,16 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
         p["paged"] = (p["fault"] in PAGED_FAULTS or p.get("cache_layout", "none") != "none"
                       or (not dense_only and rng.random() < 0.3))
     paged = p["paged"]
-    if "cache_layout" not in p:
-        p["cache_layout"] = ("BNBD" if p["layout"] == "BNSD" and rng.random() < 0.5 else "BBH") if paged else "none"
-    align = 32 if p["kv_dtype"] == "int8" else 16
-    p.setdefault("block_size", rng.choice([align, 2 * align] if small else [align, 64, 128]) if paged else 0)
+    if paged:
+        pick(p, "cache_layout", ("BNBD", "BBH") if rng.random() < 0.5 else ("BBH", "BNBD"))
+        pick(p, "block_size", (16, 32, 64) if small else (16, 32, 64, 128), rng)
+    p.setdefault("cache_layout", "none")
+    p.setdefault("block_size", 0)
     p.setdefault("table_extra", rng.choice([0, 1, 2]) if paged else 0)
     p.setdefault("spare_blocks", rng.choice([0, 2]) if paged else 0)
-    if "actual_seq" not in p:
-        if p["fault"] in ("seq_len_exceeds", "kv_pad_dtype") or p.get("kv_pad_overflow") or p.get("seq_zero"):
-            p["actual_seq"] = "per_batch"
-        elif paged or p["fault"] in PAGED_FAULTS:
-            p["actual_seq"] = rng.choice(["per_batch", "per_batch", "broadcast"])
-        else:
-            p["actual_seq"] = rng.choice(["none", "per_batch", "broadcast"])
+    if p["fault"] in ("seq_len_exceeds", "kv_pad_dtype") or p.get("kv_pad_overflow") or p.get("seq_zero"):
+        p.setdefault("actual_seq", "per_batch")   # these need per-batch lengths in the data
+    pick(p, "actual_seq", ("none", "per_batch", "broadcast"), rng)
     p.setdefault("seq_zero", p["actual_seq"] in ("per_batch", "broadcast") and rng.random() < 0.1)
     p.setdefault("kv_seq", rng.randint(1, 48) if small else rng.choice([rng.randint(1, 300), rng.randint(300, 2100)]))
     if p["kv_seq"] < 2 and p["fault"] in ("bt_short", "blocknum_short"):
@@ -138,29 +122,24 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     if "kv_padding" not in p:
         p["kv_padding"] = rng.randint(-2, 4) if not paged and p["fault"] not in PAGED_FAULTS and rng.random() < 0.2 else None
     p.setdefault("kv_pad_overflow", False)
-    if "mask_dtype" not in p:
-        p["mask_dtype"] = ("int8" if p["fault"] == "mask_value" else
-                           "none" if p.get("mask_shape", "x") == "none" else rng.choice(("none", "none") + MASK_DTYPES))
-    p.setdefault("mask_shape", rng.choice(MASK_SHAPES) if p["mask_dtype"] != "none" else "none")
+    if p["fault"] == "mask_value":
+        p.setdefault("mask_dtype", "int8")   # the fault writes non-binary values into an int8 mask
+    pick(p, "mask_dtype", ("none", "none") + MASK_DTYPES, rng)
+    pick(p, "mask_shape", ("none",) + MASK_SHAPES, rng)
     p.setdefault("mask_full_row", p["mask_dtype"] != "none" and rng.random() < 0.2)
-    if "pse" not in p:
-        p["pse"] = rng.choice(("none", "none") + PSE_SHAPES) if not card and p["head_dim"] % 16 == 0 else "none"
-    p.setdefault("pse_dtype", p["dtype"] if p["pse"] != "none" else "none")
+    pick(p, "pse", ("none", "none") + PSE_SHAPES, rng)
+    pick(p, "pse_dtype", ("none",) if p["pse"] == "none" else (p["dtype"],) + QDT)
     p.setdefault("aux_s", "longer" if paged and rng.random() < 0.3 else "exact")
-    if "antiquant" not in p:
-        if p["kv_dtype"] == "int8" and p["dtype"] in QDT:
-            p["antiquant"] = rng.choice(["per_tensor", p["layout"]]) if p["layout"] in LAYOUTS else "per_tensor"
-        else:
-            p["antiquant"] = "none"
-    p.setdefault("antiquant_offset", rng.choice(["none", "same"]) if p["antiquant"] != "none" else "none")
-    p.setdefault("antiquant_dtype", p["dtype"] if p["antiquant"] != "none" else "none")
+    pick(p, "antiquant", ("none", "per_tensor") + LAYOUTS, rng)
+    pick(p, "antiquant_offset", ("none", "same"), rng)
+    pick(p, "antiquant_dtype", ("none",) if p["antiquant"] == "none" else (p["dtype"],) + QDT)
     if "quant2" not in p:
         per_channel = {"BSH": ("H", "11H", "ND"), "BNSD": ("1N1D", "ND"), "BSND": ("11ND", "ND")}.get(p["layout"], ("ND",))
-        p["quant2"] = "none" if card or rng.random() < 0.6 else rng.choice(("1",) + per_channel)
-    if "quant2_dtype" not in p:
-        p["quant2_dtype"] = ("none" if p["quant2"] == "none" else
-                             "bfloat16" if p["dtype"] == "bfloat16" and rng.random() < 0.5 else "float32")
-    p.setdefault("quant_offset2", rng.choice(["none", "same"]) if p["quant2"] != "none" else "none")
+        shapes = pick.fitting(p, "quant2", ("1",) + per_channel)
+        p["quant2"] = rng.choice(shapes) if shapes and rng.random() >= 0.6 else "none"
+    pick(p, "quant2_dtype", ("none",) if p["quant2"] == "none" else
+         ("bfloat16", "float32") if rng.random() < 0.5 else ("float32",))
+    pick(p, "quant_offset2", ("none", "same"), rng)
     p.setdefault("int8_path_scales", "none")
     p.setdefault("inner_precise", rng.choice([0, 1]))
     p.setdefault("scale_value", default_scale(p["head_dim"]))

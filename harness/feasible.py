@@ -3,7 +3,7 @@
 A constraint can be judged once every param it names is present; until then it neither holds nor
 breaks. `broken_judged` lists the judged constraints an assignment breaks; `extensions` walks the
 assignments of some params over given value domains, pruning a branch as soon as a judged constraint
-breaks or a param still to assign has no value left (forward checking); `chooser` gives `complete()`
+breaks or a param still to assign has no value left (forward checking); `Chooser` gives `complete()`
 functions one way to pick a free value that the constraints accept, so a complete() never restates
 a constraint's condition.
 """
@@ -73,34 +73,55 @@ def extendable(constraints: Sequence, partial: Mapping[str, Any], domains: Mappi
     return next(extensions(constraints, partial, domains), None) is not None
 
 
-def chooser(constraints: Sequence):
-    """A `pick(p, name, candidates, rng=None, ahead=None)` for one op's complete().
+class Chooser:
+    """`pick(p, name, candidates, rng=None, ahead=None)` for one op's complete(), over its constraints.
 
     pick sets p[name] (when missing) to a candidate with which no judged constraint naming `name`
     breaks: the first such candidate in order, or with `rng` one drawn at random (no draw when only
-    one fits, so a forced value leaves the rng where it was). `ahead` maps params
-    complete() fills later to the values it may give them; a candidate is kept only if some choice
-    of those still fits (so an early choice cannot strand a later one). When no candidate fits (a
-    negative case's given params already break the constraint), the lookahead is dropped, then the
-    constraints: the case's own check reports what is broken. Returns p[name].
+    one fits, so a forced value leaves the rng where it was). `ahead` maps params complete() fills
+    later to the values it may give them; a candidate is kept only if some choice of those still fits
+    (so an early choice cannot strand a later one). When no candidate fits (a negative case's given
+    params already break a constraint), the lookahead is dropped, then the candidates breaking the
+    fewest constraints stand: the case's own check reports what is broken. Returns p[name]. `fitting` lists the candidates that fit.
     """
 
-    def pick(p: dict, name: str, candidates: Sequence[Any], rng: random.Random | None = None,
-             ahead: Mapping[str, Sequence[Any]] | None = None):
+    def __init__(self, constraints: Sequence):
+        self.constraints = tuple(constraints)
+
+    def fitting(self, p: Mapping[str, Any], name: str, candidates: Sequence[Any],
+                ahead: Mapping[str, Sequence[Any]] | None = None) -> list:
+        later = {k: v for k, v in (ahead or {}).items() if k not in p and k != name}
+        return [v for v in candidates if _fits(self.constraints, {**p, name: v}, name)
+                and (not later or _ahead_fits(self.constraints, {**p, name: v}, name, later))]
+
+    def __call__(self, p: dict, name: str, candidates: Sequence[Any], rng: random.Random | None = None,
+                 ahead: Mapping[str, Sequence[Any]] | None = None):
         if name in p:
             return p[name]
-        later = {k: v for k, v in (ahead or {}).items() if k not in p and k != name}
-        ok = [v for v in candidates if _fits(constraints, {**p, name: v}, name)
-              and (not later or _ahead_fits(constraints, {**p, name: v}, name, later))]
-        if not ok:
-            ok = [v for v in candidates if _fits(constraints, {**p, name: v}, name)] or list(candidates)
+        ok = (self.fitting(p, name, candidates, ahead) or self.fitting(p, name, candidates)
+              or self._least_broken(p, name, candidates))
         p[name] = ok[0] if rng is None or len(ok) == 1 else ok[rng.randrange(len(ok))]   # no draw for a forced value
         return p[name]
 
-    return pick
+
+    def _least_broken(self, p, name, candidates) -> list:
+        """The candidates breaking the fewest judged constraints naming `name` (a negative case's givens)."""
+        count = [len(broken_judged(self.constraints, {**p, name: v}, (name,))) for v in candidates]
+        return [v for v, n in zip(candidates, count) if n == min(count)]
+
+
+def chooser(constraints: Sequence) -> Chooser:
+    return Chooser(constraints)
 
 
 def _ahead_fits(constraints, params, name, later) -> bool:
-    """Some assignment of `later` keeps every judged constraint naming `name` or one of `later` holding."""
+    """Some assignment of `later` keeps every judged constraint naming `name` or one of `later` holding.
+
+    A constraint over `later` alone that no assignment of them satisfies (a negative case's given
+    params break it whatever comes) does not tell the candidates apart and is left out.
+    """
     about = {name, *later}
-    return extendable([c for c in constraints if about.intersection(c.params)], params, later)
+    base = {k: v for k, v in params.items() if k != name}
+    relevant = [c for c in constraints if about.intersection(c.params)
+                and (name in c.params or extendable([c], base, later))]
+    return extendable(relevant, params, later)

@@ -103,10 +103,18 @@ def test_chooser_picks_what_the_constraints_allow_and_looks_ahead():
     pick = chooser(cons)
     p = {"a": 2}
     assert pick(p, "b", ("y", "x")) == "x" and p["b"] == "x"
-    p = {"a": 2, "b": "y"}   # a negative case's givens: nothing fits, the first candidate stands
-    assert pick(p, "c", (1, 8)) == 1
+    assert pick({"b": "y"}, "a", (2,)) == 2   # a negative case's givens: nothing fits, the candidate stands
     p = {}   # e will be 0: c=8 would strand it, so the lookahead keeps c=1
     assert pick(p, "c", (8, 1), ahead={"e": (0,)}) == 1
     p = {"c": 8}
     assert pick(p, "c", (1,)) == 8   # a given value is kept
     assert pick({"c": 8}, "e", (0, 1)) == 1
+
+
+def test_chooser_falls_back_to_the_candidate_breaking_fewest_constraints():
+    cons = (Constraint("below_2", SRC, ("x",), lambda p: p["x"] < 2, violations=[dict(x=2)]),
+            Constraint("below_1", SRC, ("x",), lambda p: p["x"] < 1, violations=[dict(x=1)]))
+    pick = chooser(cons)
+    assert pick.fitting({}, "x", (3, 2, 1)) == []
+    assert pick({}, "x", (3, 2, 1)) == 1          # breaks below_1 only; 3 and 2 break both
+    assert pick({}, "x", (3, 0, 1)) == 0
