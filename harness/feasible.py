@@ -36,8 +36,17 @@ class SearchBudget:
                             "params that clash, or narrow the axes)")
 
 
-def _fits(constraints, params, name) -> bool:
-    return not broken_judged(constraints, params, (name,))
+def _by_param(constraints: Sequence) -> dict[str, list]:
+    """Constraint lists by the params they name: a value's fit is judged on its own constraints only."""
+    index: dict[str, list] = {}
+    for c in constraints:
+        for name in c.params:
+            index.setdefault(name, []).append(c)
+    return index
+
+
+def _fits(index: Mapping[str, list], params, name) -> bool:
+    return all(not c.applies_to(params) or c.holds(params) for c in index.get(name, ()))
 
 
 def extensions(constraints: Sequence, partial: Mapping[str, Any], domains: Mapping[str, Sequence[Any]],
@@ -50,18 +59,19 @@ def extensions(constraints: Sequence, partial: Mapping[str, Any], domains: Mappi
     yielded, every extension over the domains breaks a constraint whose params are all present.
     """
     names = [n for n in domains if n not in partial]
+    index = _by_param(constraints)
 
     def walk(assigned: dict, i: int) -> Iterator[dict]:
         if i == len(names):
             yield dict(assigned)
             return
         name = names[i]
-        values = [v for v in domains[name] if _fits(constraints, {**assigned, name: v}, name)]
+        values = [v for v in domains[name] if _fits(index, {**assigned, name: v}, name)]
         for v in (rank(name, values, assigned) if rank else values):
             if budget is not None:
                 budget.spend()
             trial = {**assigned, name: v}
-            if all(any(_fits(constraints, {**trial, later: w}, later) for w in domains[later])
+            if all(any(_fits(index, {**trial, later: w}, later) for w in domains[later])
                    for later in names[i + 1:]):
                 yield from walk(trial, i + 1)
 
@@ -87,11 +97,12 @@ class Chooser:
 
     def __init__(self, constraints: Sequence):
         self.constraints = tuple(constraints)
+        self._index = _by_param(self.constraints)
 
     def fitting(self, p: Mapping[str, Any], name: str, candidates: Sequence[Any],
                 ahead: Mapping[str, Sequence[Any]] | None = None) -> list:
         later = {k: v for k, v in (ahead or {}).items() if k not in p and k != name}
-        return [v for v in candidates if _fits(self.constraints, {**p, name: v}, name)
+        return [v for v in candidates if _fits(self._index, {**p, name: v}, name)
                 and (not later or _ahead_fits(self.constraints, {**p, name: v}, name, later))]
 
     def __call__(self, p: dict, name: str, candidates: Sequence[Any], rng: random.Random | None = None,
