@@ -191,11 +191,12 @@ class MatrixSession:
         if self._matrix is None:
             from . import registry
 
-            specs = [registry.op(n) for n in self._ops()]
+            specs = [registry.op(n) for n in self.ops()]
             self._matrix = ([(s, c) for s in specs for c in s.cases(self.options.tier)], self.backend_names)
         return self._matrix
 
-    def _ops(self) -> list[str]:
+    def ops(self) -> list[str]:
+        """The selected op names (--ops)."""
         from . import registry
 
         return registry.parse_names(self.config.getoption("--ops"), "op", registry.op_names())
@@ -232,7 +233,7 @@ class MatrixSession:
             probed = self._probe()
             engine = {k: probed[k] for k in engine}
             self.info = dict(sink.process_info(self.config._opdiff_device, DEVICE_VARS), worker="main")
-        meta = sink.run_meta("pytest", self._ops(), self.backend_names, self.options.tier, self.options.seed,
+        meta = sink.run_meta("pytest", self.ops(), self.backend_names, self.options.tier, self.options.seed,
                              self.plan_args(), engine, probed)
         self.sink = sink.RunSink(out, meta, self.lock)
 
@@ -263,10 +264,8 @@ class _UnmatchedCheck:
 
         from . import registry
 
-        config = session.config
         try:
-            specs = [registry.op(n) for n in registry.parse_names(config.getoption("--ops"), "op",
-                                                                  registry.op_names())]
+            specs = [registry.op(n) for n in session.config._opdiff.ops()]
             msgs = self.ledger.check_unmatched(specs)  # raises in CI
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
