@@ -24,6 +24,16 @@ def test_every_op_covers_every_feasible_pair_at_smoke(op_name):
     assert len(plan(spec, "smoke").rows) >= len(ids) > 0   # rows that repeat another case are kept once
 
 
+def test_list_prints_pairwise_coverage_per_tier(capsys):
+    from harness.cli import main
+
+    spec = registry.op("paged_cache_load")
+    covered, feasible = coverage(spec, "smoke", spec.cases("smoke"))
+    assert main(["list", "--op", spec.name]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "pairwise coverage:" in x)
+    assert f"smoke {covered}/{feasible} pairs (100.0%)" in line and "nightly " in line and "full " in line
+
+
 def _spec(complete, axes=None, extra=()):
     """Axes a (0, 1, 2), b (x, y), c (1, 8); a=2 with b=y breaks `a_b`; `c_needs_e`: c=8 needs e=1,
     where e is no axis: whether (c=8, ...) pairs are reachable is up to complete()."""
