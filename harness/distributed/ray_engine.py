@@ -41,7 +41,7 @@ ENV_KEYS = ("python", "numpy", "ml_dtypes", "torch", "torch_npu", "cann", "opdif
 CHUNKS_PER_SLOT = 4
 RETRIES_ON_REFUSAL = 2
 #: fields of the run's arguments that a worker's Engine reads (Engine.from_args)
-EXECUTOR_ARGS = ("tier", "seed", "isolate", "timeout", "known_issues", "determinism")
+ENGINE_ARGS = ("tier", "seed", "isolate", "timeout", "known_issues", "determinism")
 DEVICE_BACKENDS = ("aclnn", "torch_npu", "torch:npu")
 
 
@@ -146,7 +146,7 @@ class RayEngine:
         self.backends_json = json.dumps([backend_ref(b) for b in backends])
         self.task_opts = parse_resources(getattr(args, "ray_resource", None), self.backend_names)
         self.driver_env = json.dumps(env_key(fingerprint))
-        self.opts_json = json.dumps({"args": {k: getattr(args, k, None) for k in EXECUTOR_ARGS},
+        self.opts_json = json.dumps({"args": {k: getattr(args, k, None) for k in ENGINE_ARGS},
                                      "timing": dataclasses.asdict(timing) if timing.enabled else None,
                                      "golden_store": os.environ.get(golden_store.ENV) or None})
         self.stats = {"engine": "ray", "address": getattr(args, "ray_address", None), "task_options": self.task_opts,
