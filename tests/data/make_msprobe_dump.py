@@ -11,6 +11,7 @@ as in a `task: tensor` L1 dump. Regenerate (needs msprobe and its imports, not o
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -51,6 +52,7 @@ def main(out: Path) -> None:
     writer.config = config
     writer.initialize_json_file(task="tensor", level="L1", framework="pytorch")
     proc = TensorDataProcessor(config, writer)
+    dumped = {}
     for op, pick, api, npos in CALLS:
         spec = registry.op(op)
         case = next(c for c in spec.cases("smoke") if not c.negative and pick(c.params))
@@ -64,6 +66,7 @@ def main(out: Path) -> None:
         writer.update_data(data)
         writer.update_stack(name, (f"File serve.py, line {10 + npos}, in decode, \n torch_npu.{api}(...)",))
         sys.stdout.write(f"{name}: {case.id}\n")
+        dumped[op] = {"id": case.id, "params": case.params}
     # an API of no interest here, as a real dump holds thousands
     name = "Torch.matmul.0.forward"
     proc.update_api_or_module_name(name)
@@ -72,6 +75,9 @@ def main(out: Path) -> None:
     writer.write_json()
     for f in (rank / "construct.json", rank / "debug.json"):
         f.unlink(missing_ok=True)
+    # the dumped cases' params: the test rebuilds them from here, as derivation moves on (other ids, params)
+    cases = out.parent / f"{out.name}_cases.json"
+    cases.write_text(json.dumps(dict(sorted(dumped.items())), indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
