@@ -73,15 +73,25 @@ def pytest_generate_tests(metafunc):
         for bname in backends:
             b = registry.backend(bname)
             marks = []
+            pid = f"{spec.name}-{case.id}-{bname}"
             avail = b.available()
             if not avail:
                 marks.append(pytest.mark.skip(reason=f"{bname} unavailable: {avail.reason}"))
+                state.unrun[pid] = f"unavailable: {avail.reason}"  # the skipped rows `run` writes
             elif b.supports(spec, case):
                 marks.append(pytest.mark.skip(reason=f"{bname} declines: {b.supports(spec, case)}"))
+                state.unrun[pid] = f"declined: {b.supports(spec, case)}"
             else:  # known issues: quarantine -> skip, xfail -> strict xfail
                 marks += ledger_marks(state.ledger.match(spec, case, bname))
-            params.append(pytest.param((spec, case), bname, id=f"{spec.name}-{case.id}-{bname}", marks=marks))
+            params.append(pytest.param((spec, case), bname, id=pid, marks=marks))
     metafunc.parametrize(("negative_case" if negative else "op_case", "backend_name"), params)
+
+
+def pytest_runtest_makereport(item, call):
+    if call.when == "setup":
+        from harness.pytest_support import record_unrun
+
+        record_unrun(item)  # --opdiff-out: a test skipped for its backend still gets its skipped rows
 
 
 def pytest_sessionfinish(session, exitstatus):

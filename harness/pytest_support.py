@@ -174,6 +174,7 @@ class MatrixSession:
         self.sink = None       # RunSink in the main process (xdist: the controller's), PartSink on a worker
         self.lock = None       # the run directory's writer lock, held by the main process
         self.info = None       # this process in run.json `workers`
+        self.unrun: dict[str, str] = {}  # matrix test id -> why collection skipped it (backend unavailable, declined)
         self._engine = None
         self._matrix = None
 
@@ -207,6 +208,16 @@ class MatrixSession:
         if self.sink is not None:
             self.sink.add(spec.name, case.id, res.rows, res.samples, backend=backend_name)
         return res
+
+    def record_unrun(self, spec, case, backend_name: str, why: str) -> None:
+        """The rows `run` writes for a backend that is unavailable or declines the case, for a test
+        collection skipped (the engine is not asked: nothing would be launched)."""
+        from .engine import settled_rows
+
+        if self.sink is not None:
+            rows = settled_rows(self.ledger, spec, case, backend_name, "skipped", why, self.options.tier,
+                                self.options.seed)
+            self.sink.add(spec.name, case.id, rows, (), backend=backend_name)
 
     def plan_args(self) -> dict:
         """run.json `plan_args` with `run`'s keys (harness.resume.PLAN_KEYS); the -k selection is in `command`."""
@@ -249,6 +260,17 @@ class MatrixSession:
             self._engine.close()
         if self.sink is not None and self.lock is None:
             self.sink.close()
+
+
+def record_unrun(item) -> None:
+    """At the setup of a matrix test that collection skipped for its backend: its rows into --opdiff-out."""
+    state = getattr(item.config, "_opdiff", None)
+    callspec = getattr(item, "callspec", None)
+    why = state.unrun.get(callspec.id) if state is not None and callspec is not None else None
+    if why is None:
+        return
+    spec, case = callspec.params.get("op_case") or callspec.params["negative_case"]
+    state.record_unrun(spec, case, callspec.params["backend_name"], why)
 
 
 class _UnmatchedCheck:

@@ -42,14 +42,16 @@ def _row(r) -> str:
 
 
 def test_cli_and_pytest_write_the_same_run_directory(tmp_path):
+    # aclnn: unavailable without CANN, as on this machine (else its rows are real ones, on both sides alike)
     cli = tmp_path / "cli"
-    args = ["run", "--ops", SPEC.name, "--backends", "numpy,torch", "--no-timing", "--out", str(cli)]
+    args = ["run", "--ops", SPEC.name, "--backends", "numpy,torch,aclnn", "--no-timing", "--out", str(cli)]
     for c in (BASE, NEG):
         args += ["--case", c.id]
     assert main(args) == 0
-    p = _pytest(tmp_path / "pt", "numpy,torch", [BASE, NEG])
+    p = _pytest(tmp_path / "pt", "numpy,torch,aclnn", [BASE, NEG])
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "4 passed" in p.stdout, p.stdout
+    aclnn_off = not registry.backend("aclnn").available()
+    assert ("4 passed, 2 skipped" if aclnn_off else "6 passed") in p.stdout, p.stdout
     cli_meta, cli_rows = load_run(cli)
     pt_meta, pt_rows = load_run(tmp_path / "pt")
     assert set(cli_meta) == set(RUN_KEYS)
@@ -59,11 +61,13 @@ def test_cli_and_pytest_write_the_same_run_directory(tmp_path):
               "failed", "known_issues", "status", "plan_total"):
         assert pt_meta[k] == cli_meta[k], k
     assert set(pt_meta["plan_args"]) == set(cli_meta["plan_args"])
-    assert pt_meta["env"]["devices"] == cli_meta["env"]["devices"] and set(cli_meta["env"]["devices"]) == {"numpy",
-                                                                                                           "torch"}
-    assert cli_meta["rows"] == len(cli_rows) == 8  # 2 cases x 2 backends x key, value
+    assert pt_meta["env"]["devices"] == cli_meta["env"]["devices"]
+    assert set(cli_meta["env"]["devices"]) == {"numpy", "torch", "aclnn"}
+    assert cli_meta["rows"] == len(cli_rows) == 12  # 2 cases x 3 backends x key, value
     assert Counter(map(_row, pt_rows)) == Counter(map(_row, cli_rows))
-    assert {r["verdict"] for r in pt_rows} == {"pass", "rejected"}
+    assert {r["verdict"] for r in pt_rows} == ({"pass", "rejected", "skipped"} if aclnn_off else {"pass", "rejected"})
+    # a test collection skipped (backend unavailable) still has the rows `run` writes for it
+    assert all(r["reason"].startswith("unavailable: ") for r in pt_rows if r["verdict"] == "skipped")
     names = sorted(p.name for p in cli.iterdir())
     assert sorted(p.name for p in (tmp_path / "pt").iterdir()) == names
     assert {"run.json", "results.jsonl", "samples.jsonl", "done.jsonl", "results.parquet"} <= set(names)
