@@ -1,7 +1,9 @@
 """Derive cases from an OpSpec's constraints: positives, negatives, hypothesis strategies.
 
 Positives: every edge of every constraint at least once, then a pairwise (all-pairs) covering of
-the spec's axes, then a seeded random top-up under the tier's budget. Negatives: one per
+the spec's axes (harness.pairwise: every pair some valid case can hold, each row a completed valid
+case), then a seeded random top-up under the tier's budget. No derived case is dropped: one that
+cannot be completed into a valid case is a SpecError. Negatives: one per
 violation of every constraint, checked to break exactly that constraint. Strategies: axes drawn
 one after another from the values still feasible given the earlier draws (constructive), then the
 spec completes the rest.
