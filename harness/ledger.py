@@ -326,25 +326,3 @@ def pytest_marks(entry: Entry | None) -> list:
         return [pytest.mark.xfail(strict=True, reason=f"known issue {entry.issue}: {entry.reason} "
                                                       f"(if this passes, remove the entry: {entry.where_text})")]
     return []
-
-
-# ---- report --------------------------------------------------------------------------------------
-
-def report_html(meta: dict) -> list[str]:
-    """HTML lines listing the known-issue entries a run applied (run.json `known_issues`), escaped."""
-    from html import escape
-
-    entries = meta.get("known_issues") or []
-    if not entries:
-        return []
-    out = ["<h2>Known issues applied</h2><table><tr><th>backend</th><th>op</th><th>kind</th><th>selects</th>"
-           "<th>issue</th><th>reason</th><th>rows</th><th>file</th></tr>"]
-    for e in entries:
-        sel = ", ".join(f"{k}={e.get(k)}" for k in ("dtype", "case") if e.get(k))
-        if e.get("where"):
-            sel = ", ".join(filter(None, [sel, f"where {e['where']}"]))
-        out.append("<tr>" + "".join(f"<td>{escape(str(v if v is not None else ''))}</td>" for v in (
-            e.get("backend"), e.get("op"), e.get("kind"), sel, e.get("issue"), e.get("reason"), e.get("rows"),
-            e.get("file"))) + "</tr>")
-    out.append("</table>")
-    return out
