@@ -94,13 +94,13 @@ def json_safe(obj):
     return str(obj)
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, problems: list | None = None) -> list[dict]:
     """Rows of a JSONL file; a corrupt line is an error naming file and line (a truncated last
-    line, the trace of a killed writer, is dropped with a warning)."""
-    return [row for _, row in numbered_jsonl(path)]
+    line, the trace of a killed writer, is dropped with a warning, and said in `problems` when given)."""
+    return [row for _, row in numbered_jsonl(path, problems)]
 
 
-def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
+def numbered_jsonl(path: Path, problems: list | None = None) -> list[tuple[int, dict]]:
     """(line number, row) of a JSONL file, as read_jsonl reads it."""
     rows = []
     if not path.exists():
@@ -119,8 +119,10 @@ def numbered_jsonl(path: Path) -> list[tuple[int, dict]]:
         except json.JSONDecodeError as exc:
             if i == len(lines) and not line.endswith("}"):
                 # half-written last line of an interrupted run: reported, not silently skipped
-                log.warning("%s:%d: truncated last line dropped (interrupted run? `python -m harness run "
-                            "--resume DIR` finishes it)", path, i)
+                problem = f"{path}:{i}: truncated last line dropped (a writer killed mid-line)"
+                log.warning("%s (interrupted run? `python -m harness run --resume DIR` finishes it)", problem)
+                if problems is not None:
+                    problems.append(problem)
                 continue
             raise UsageError(f"{path}:{i}: corrupt results line ({exc.msg})") from None
         if not isinstance(rows[-1][1], dict):

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from . import rundir
 from .envinfo import fingerprint
-from .errors import UsageError
-from .results import RunWriter, json_safe
+from .results import RunWriter, json_safe, read_jsonl
 from .resume import DoneLog
 from .verdicts import is_failure
 
@@ -133,32 +132,12 @@ def read_parts(out_dir) -> tuple[list[dict], dict, list[str]]:
         info = json.loads(info_path.read_text())
         wid = info["worker"]
         for stem in STEMS:
-            rows, problem = _read_part(parts / f"{wid}.{stem}.jsonl")
-            if problem:
-                problems.append(problem)
+            rows = read_jsonl(parts / f"{wid}.{stem}.jsonl", problems)
             merged[stem] += rows
             if stem == "results":
                 info["rows"] = len(rows)
         workers.append(info)
     return workers, merged, problems
-
-
-def _read_part(path: Path) -> tuple[list[dict], str | None]:
-    if not path.exists():
-        return [], None
-    rows, problem = [], None
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines):  # no newline after it: a writer killed mid-line
-                problem = f"{path}:{i}: truncated last line dropped (worker died while writing?)"
-                continue
-            raise UsageError(f"{path}:{i}: corrupt results line ({exc.msg})") from None
-    return rows, problem
 
 
 def process_info(device: str | None, visible_vars) -> dict:
