@@ -19,11 +19,6 @@ from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
-# option -> its default, to tell which plan options were given alongside --resume
-PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed": 0, "case": [],
-                 "no_timing": False, "shard": None, "isolate": None, "known_issues": None, "replay": None,
-                 "determinism": None}
-
 
 def add_options(p) -> None:
     # two plain flags rather than BooleanOptionalAction: `run --repeat` re-emits store_true flags as they are
@@ -73,7 +68,7 @@ def prepare(args) -> tuple[dict | None, set, rundir.RunLock]:
     if args.isolate is not None:  # normalise the two flags to one tri-state: True / False / None (default)
         args.isolate = isolation_policy(args.isolate, getattr(args, "no_isolate", False))
     if args.resume:
-        given = [k for k, d in PLAN_DEFAULTS.items() if getattr(args, k, d) != d]
+        given = [k for k, d in resume.PLAN_DEFAULTS.items() if k != "timeout" and getattr(args, k, d) != d]
         if given:
             raise UsageError(f"--resume rebuilds the plan from {args.resume}/run.json; drop "
                              + ", ".join("--" + k.replace("_", "-") for k in given))

@@ -220,15 +220,13 @@ class MatrixSession:
             self.sink.add(spec.name, case.id, rows, (), backend=backend_name)
 
     def plan_args(self) -> dict:
-        """run.json `plan_args` with `run`'s keys (harness.resume.PLAN_KEYS); the -k selection is in `command`."""
-        from .resume import PLAN_KEYS
+        """run.json `plan_args` with `run`'s keys (harness.resume.PLAN_DEFAULTS); the -k selection is in `command`."""
+        from .resume import PLAN_DEFAULTS
 
         opt = self.config.getoption
-        given = {"ops": opt("--ops"), "backends": opt("--backends"), "tier": self.options.tier,
-                 "seed": self.options.seed, "case": [], "no_timing": True, "shard": None,
-                 "isolate": self.options.isolate, "timeout": self.options.timeout,
-                 "known_issues": opt("--known-issues"), "replay": None, "determinism": None}
-        return {k: given[k] for k in PLAN_KEYS}
+        return dict(PLAN_DEFAULTS, ops=opt("--ops"), backends=opt("--backends"), tier=self.options.tier,
+                    seed=self.options.seed, no_timing=True, isolate=self.options.isolate,
+                    timeout=self.options.timeout, known_issues=opt("--known-issues"))
 
     def _probe(self) -> dict:
         from . import sink

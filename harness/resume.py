@@ -26,9 +26,12 @@ from .rowcheck import check_rows
 log = logging.getLogger(__name__)
 
 DONE_FILE = "done.jsonl"
-#: options of `run` that define the plan; stored in run.json so that --resume can rebuild it.
-PLAN_KEYS = ("ops", "backends", "tier", "seed", "case", "no_timing", "shard", "isolate", "timeout", "known_issues",
-             "replay", "determinism")
+#: options of `run` that define the plan, with `run`'s defaults: stored in run.json (`plan_args`) so that
+#: --resume can rebuild the plan, and refused beside --resume when given (timeout excepted: it may change)
+PLAN_DEFAULTS = {"ops": "all", "backends": "numpy,torch", "tier": "smoke", "seed": 0, "case": [], "no_timing": False,
+                 "shard": None, "isolate": None, "timeout": None, "known_issues": None, "replay": None,
+                 "determinism": None}
+PLAN_KEYS = tuple(PLAN_DEFAULTS)
 
 
 class DoneLog:

@@ -24,8 +24,7 @@ from harness import registry
 from harness.errors import Rejected
 from harness.runner import run_case
 from harness.timing import TimingConfig
-from tests.aclnn_double import build
-from tests.aclnn_double.support import Counters, cann_env, shared_build
+from tests.aclnn_double.support import Counters, built_or_skip, cann_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TIMING = TimingConfig(enabled=False)
@@ -35,10 +34,7 @@ LEDGER = ledger_mod.load(backends=["aclnn"])   # the shipped known issues of acl
 
 @pytest.fixture(scope="session")
 def double(tmp_path_factory):
-    try:
-        return shared_build(tmp_path_factory)
-    except build.BuildUnavailable as exc:
-        pytest.skip(f"the CANN double cannot be built here: {exc}")
+    return built_or_skip(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import doctor
-from tests.aclnn_double import build
-from tests.aclnn_double.support import CANN_ENV, shared_build
+from tests.aclnn_double.support import CANN_ENV, built_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,10 +42,7 @@ def test_this_machine_reports_what_is_missing_and_exits_non_zero(tmp_path):
 
 @pytest.fixture(scope="module")
 def double(tmp_path_factory):
-    try:
-        return shared_build(tmp_path_factory)
-    except build.BuildUnavailable as exc:
-        pytest.skip(f"the CANN double cannot be built here: {exc}")
+    return built_or_skip(tmp_path_factory)
 
 
 def test_with_the_double_it_says_so_runs_every_op_and_exits_0(double, tmp_path):

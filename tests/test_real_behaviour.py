@@ -23,8 +23,7 @@ from harness import registry
 from harness.runner import run_case
 from harness.timing import TimingConfig
 from tests import npu_fake_runtime as runtime
-from tests.aclnn_double import build
-from tests.aclnn_double.support import cann_env, shared_build
+from tests.aclnn_double.support import built_or_skip, cann_env
 from tests.npu_schemas import SchemaNamespace, wheel_dir
 
 NO_TIMING = TimingConfig(enabled=False)
@@ -210,10 +209,7 @@ def test_every_negative_case_is_rejected_or_declined_through_torch_npu(ns):
 def aclnn(tmp_path_factory):
     from backends.aclnn import AclnnBackend
 
-    try:
-        double = shared_build(tmp_path_factory)
-    except build.BuildUnavailable as exc:
-        pytest.skip(f"the CANN double cannot be built here: {exc}")
+    double = built_or_skip(tmp_path_factory)
     with cann_env(double.env()):
         backends = {}
 

@@ -11,6 +11,7 @@ from ..engine import Engine
 from ..envinfo import fingerprint
 from ..errors import UsageError
 from ..progress import Progress
+from ..resume import PLAN_DEFAULTS
 from ..spec import TIERS
 from ..timing import TIER_TIMING, TimingConfig
 from ..verdicts import DISPLAY_ORDER as VERDICTS
@@ -20,12 +21,12 @@ from ..verdicts import FAIL_ON
 
 def add_parser(sub):
     p = sub.add_parser("run", help="run the case matrix and write results")
-    p.add_argument("--ops", default="all", help="comma list of operators, or all (default)")
-    p.add_argument("--backends", default="numpy,torch",
+    p.add_argument("--ops", default=PLAN_DEFAULTS["ops"], help="comma list of operators, or all (default)")
+    p.add_argument("--backends", default=PLAN_DEFAULTS["backends"],
                    help="comma list of backends (numpy, torch, torch:cuda, torch_npu, aclnn, ...), or all")
-    p.add_argument("--tier", default="smoke", choices=TIERS, help="case matrix size (default smoke)")
+    p.add_argument("--tier", default=PLAN_DEFAULTS["tier"], choices=TIERS, help="case matrix size (default smoke)")
     p.add_argument("--out", help="run directory to write (run.json, results.parquet); required unless --resume")
-    p.add_argument("--seed", type=int, default=0, help="input data seed (default 0)")
+    p.add_argument("--seed", type=int, default=PLAN_DEFAULTS["seed"], help="input data seed (default 0)")
     p.add_argument("--case", action="append", default=[], metavar="ID",
                    help="only cases whose id matches (glob; repeatable)")
     p.add_argument("--no-timing", action="store_true", help="skip latency measurement")

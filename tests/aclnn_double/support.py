@@ -30,6 +30,18 @@ def shared_build(tmp_path_factory):
     return _SHARED["install"]
 
 
+def built_or_skip(tmp_path_factory):
+    """`shared_build`, or skip the calling test where no compiler or ACL header can build the double."""
+    import pytest
+
+    from . import build
+
+    try:
+        return shared_build(tmp_path_factory)
+    except build.BuildUnavailable as exc:
+        pytest.skip(f"the CANN double cannot be built here: {exc}")
+
+
 @contextmanager
 def cann_env(env: dict, home: Path | None = None):
     """Point CANN discovery at `env` only (and optionally HOME, which discovery also probes)."""
