@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.dtypes import cast, itemsize
 from harness.constraint_kinds import no_fault
-from harness.feasible import broken_judged, chooser
+from harness.feasible import Chooser, broken_judged
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
 from ._capture_dequant_rope_quant_kvcache import infer as infer_call
@@ -259,7 +259,7 @@ def _heads(p: dict, rng: random.Random, small: bool) -> None:
     p.update({k: trial[k] for k in missing})
 
 
-pick = chooser(CONSTRAINTS)
+pick = Chooser(CONSTRAINTS)
 
 
 def complete(p: dict, rng: random.Random, tier: str) -> dict:

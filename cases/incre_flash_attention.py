@@ -35,7 +35,7 @@ from harness.feasible import Chooser
 from harness.spec import OpSpec, OutputRule, Region
 
 from ._capture_incre_flash_attention import infer as infer_call
-from ._ifa_constraints import (ANTIQUANT_SHAPES, CONSTRAINTS, LAYOUTS, LIMITS, MASK_DTYPES, MASK_SHAPES,
+from ._ifa_constraints import (ANTIQUANT_SHAPES, CONSTRAINTS, LAYOUTS, MASK_DTYPES, MASK_SHAPES,
                                PSE_SHAPES, QDT, SEED)
 from ._ifa_inputs import build_inputs, default_scale
 from ._ifa_windows import kv_windows

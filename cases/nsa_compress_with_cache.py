@@ -20,7 +20,7 @@ import numpy as np
 
 from harness.dtypes import cast, itemsize
 from harness.constraint_kinds import int32_indices, no_fault
-from harness.feasible import chooser
+from harness.feasible import Chooser
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, edge
 
@@ -239,7 +239,7 @@ AXES = {
 }
 
 
-pick = chooser(CONSTRAINTS)
+pick = Chooser(CONSTRAINTS)
 
 
 def complete(p: dict, rng: random.Random, tier: str) -> dict:

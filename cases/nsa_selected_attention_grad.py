@@ -25,7 +25,7 @@ import random
 import numpy as np
 
 from harness.dtypes import cast, np_dtype
-from harness.feasible import chooser
+from harness.feasible import Chooser
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, TierPlan, edge
 
@@ -296,7 +296,7 @@ def _pick(rng, values):
     return values[rng.randrange(len(values))]
 
 
-pick = chooser(CONSTRAINTS)
+pick = Chooser(CONSTRAINTS)
 
 
 def complete(p: dict, rng: random.Random, tier: str) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.dtypes import itemsize, nz_c0
 from harness.constraint_kinds import int32_indices, no_fault
-from harness.feasible import chooser
+from harness.feasible import Chooser
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Source, edge
 
@@ -146,7 +146,7 @@ AXES = {
 }
 
 
-pick = chooser(CONSTRAINTS)
+pick = Chooser(CONSTRAINTS)
 
 
 def complete(p: dict, rng: random.Random, tier: str) -> dict:

@@ -84,7 +84,7 @@ def extendable(constraints: Sequence, partial: Mapping[str, Any], domains: Mappi
 
 
 class Chooser:
-    """`pick(p, name, candidates, rng=None, ahead=None)` for one op's complete(), over its constraints.
+    """`pick = Chooser(CONSTRAINTS)`, then `pick(p, name, candidates, rng=None, ahead=None)` in one op's complete().
 
     pick sets p[name] (when missing) to a candidate with which no judged constraint naming `name`
     breaks: the first such candidate in order, or with `rng` one drawn at random (no draw when only
@@ -92,7 +92,8 @@ class Chooser:
     later to the values it may give them; a candidate is kept only if some choice of those still fits
     (so an early choice cannot strand a later one). When no candidate fits (a negative case's given
     params already break a constraint), the lookahead is dropped, then the candidates breaking the
-    fewest constraints stand: the case's own check reports what is broken. Returns p[name]. `fitting` lists the candidates that fit.
+    fewest constraints stand: the case's own check reports what is broken. Returns p[name].
+    `fitting` lists the candidates that fit.
     """
 
     def __init__(self, constraints: Sequence):
@@ -114,15 +115,10 @@ class Chooser:
         p[name] = ok[0] if rng is None or len(ok) == 1 else ok[rng.randrange(len(ok))]   # no draw for a forced value
         return p[name]
 
-
     def _least_broken(self, p, name, candidates) -> list:
         """The candidates breaking the fewest judged constraints naming `name` (a negative case's givens)."""
         count = [len(broken_judged(self.constraints, {**p, name: v}, (name,))) for v in candidates]
         return [v for v, n in zip(candidates, count) if n == min(count)]
-
-
-def chooser(constraints: Sequence) -> Chooser:
-    return Chooser(constraints)
 
 
 def _ahead_fits(constraints, params, name, later) -> bool:

@@ -6,7 +6,7 @@ import pytest
 
 from harness import registry
 from harness.errors import SpecError
-from harness.feasible import chooser, extensions
+from harness.feasible import Chooser, extensions
 from harness.pairwise import all_pairs, coverage, plan
 from harness.spec import Constraint, OpSpec, OutputRule, Source, edge
 
@@ -110,7 +110,7 @@ def test_extensions_prune_with_judged_constraints_only():
 
 def test_chooser_picks_what_the_constraints_allow_and_looks_ahead():
     cons = _spec(_good_complete).constraints
-    pick = chooser(cons)
+    pick = Chooser(cons)
     p = {"a": 2}
     assert pick(p, "b", ("y", "x")) == "x" and p["b"] == "x"
     assert pick({"b": "y"}, "a", (2,)) == 2   # a negative case's givens: nothing fits, the candidate stands
@@ -124,7 +124,7 @@ def test_chooser_picks_what_the_constraints_allow_and_looks_ahead():
 def test_chooser_falls_back_to_the_candidate_breaking_fewest_constraints():
     cons = (Constraint("below_2", SRC, ("x",), lambda p: p["x"] < 2, violations=[dict(x=2)]),
             Constraint("below_1", SRC, ("x",), lambda p: p["x"] < 1, violations=[dict(x=1)]))
-    pick = chooser(cons)
+    pick = Chooser(cons)
     assert pick.fitting({}, "x", (3, 2, 1)) == []
     assert pick({}, "x", (3, 2, 1)) == 1          # breaks below_1 only; 3 and 2 break both
     assert pick({}, "x", (3, 0, 1)) == 0
