@@ -18,8 +18,6 @@ from .errors import SpecError
 from .pairwise import complete_valid, rng_for
 from .spec import Case, OpSpec, sanitize_id, tier_rank
 
-
-_rng = rng_for
 SAMPLE_DRAWS = 8      # partial draws tried per random top-up case before it is a spec error
 
 
@@ -53,7 +51,7 @@ def positive_cases(spec: OpSpec, tier: str) -> list[Case]:
     if plan is None or plan.pairwise:
         for n, full in enumerate(pairwise.plan(spec, tier).rows):  # every row completed: none dropped
             add(f"pw{n:02d}", full)
-    rng = _rng(spec, tier, "sample")
+    rng = rng_for(spec, tier, "sample")
     for n in range(plan.sample if plan else 0):
         add(f"rand{n:02d}", _sample(spec, rng, tier, n))
     if plan and plan.hypothesis:
@@ -63,9 +61,9 @@ def positive_cases(spec: OpSpec, tier: str) -> list[Case]:
 
 
 def _required(spec: OpSpec, partial: dict, tier: str, seed: str, what: str) -> dict:
-    full = complete_valid(spec, partial, _rng(spec, tier, seed), tier)
+    full = complete_valid(spec, partial, rng_for(spec, tier, seed), tier)
     if full is None:
-        broken = [b.name for b in spec.broken(spec.complete(dict(partial), _rng(spec, tier, seed), tier))]
+        broken = [b.name for b in spec.broken(spec.complete(dict(partial), rng_for(spec, tier, seed), tier))]
         raise SpecError(f"{spec.name}: {what} completes to a case breaking {broken}")
     return full
 
@@ -110,7 +108,7 @@ def negative_cases(spec: OpSpec, tier: str) -> list[Case]:
     out = []
     for c in spec.constraints:
         for i, v in enumerate(c.violations):
-            full = spec.complete(dict(v), _rng(spec, tier, f"neg{c.name}{i}"), tier)
+            full = spec.complete(dict(v), rng_for(spec, tier, f"neg{c.name}{i}"), tier)
             broken = [b.name for b in spec.broken(full)]
             if broken != [c.name]:
                 raise SpecError(f"{spec.name}: violation {dict(v)} of {c.name!r} breaks {broken}, "
@@ -157,7 +155,7 @@ def named_cases(spec: OpSpec, tier: str) -> list[Case]:
     the constraint or the document is wrong, and the spec must say which.
     """
     tier_rank(tier)
-    known = set(spec.complete({}, _rng(spec, tier, "known-params"), tier)) | set(spec.optional_params)
+    known = set(spec.complete({}, rng_for(spec, tier, "known-params"), tier)) | set(spec.optional_params)
     out = []
     for n in spec.named:
         params = dict(n.params)
@@ -168,7 +166,7 @@ def named_cases(spec: OpSpec, tier: str) -> list[Case]:
         unknown = sorted(set(params) - known)
         if unknown:
             raise SpecError(f"{where} sets unknown params {unknown}; known: {sorted(known)}")
-        full = spec.complete(dict(params), _rng(spec, tier, f"{n.kind}{n.name}"), tier)
+        full = spec.complete(dict(params), rng_for(spec, tier, f"{n.kind}{n.name}"), tier)
         for k, v in params.items():
             if full.get(k) != v:
                 raise SpecError(f"{where}: complete() changed {k}={v!r} to {full.get(k)!r}")

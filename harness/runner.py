@@ -124,10 +124,6 @@ def verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list[
     return rows
 
 
-#: the former private name, still imported by tests/test_real_behaviour.py
-_verdict_rows = verdict_rows
-
-
 def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed: int = 0,
              timing: TimingConfig | None = None, checks: devcheck.Checks | None = None) -> CaseResult:
     """One case through `backends` in this process, rows as the backends gave them: no known issue is

@@ -261,9 +261,9 @@ def test_the_xfail_says_unexpected_pass_when_atb_is_fixed(aclnn):
 
 def test_skipped_rows_are_not_an_unexpected_pass(aclnn):
     spec, case = _pcl_case(layout="ND", has_seq_starts=False)
-    from harness.runner import _verdict_rows
+    from harness.runner import verdict_rows
 
-    rows = _verdict_rows(spec, case, "aclnn", "skipped", "unavailable: no CANN", "smoke", 0)
+    rows = verdict_rows(spec, case, "aclnn", "skipped", "unavailable: no CANN", "smoke", 0)
     ledger = ledger_mod.load(backends=["aclnn"])
     ledger.apply(spec, case, rows)
     assert all(r["ok"] and r["verdict"] == "skipped" and "known_issue" not in r for r in rows)
