@@ -64,7 +64,32 @@ def cast(x: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(x)
     if name == "bfloat16" and a.dtype == np.float64:
         a = a.astype(np.float32)
+    if name == "float16" and a.dtype == np.float64:
+        return _float64_to_float16(a)
     return a.astype(np_dtype(name))
+
+
+_F16_SUBNORMAL_BELOW = 2.0**-14   # the smallest normal float16
+_F16_SUBNORMAL_STEP = 2.0**24     # float16 subnormals are the multiples of 2**-24
+
+
+def _float64_to_float16(a: np.ndarray) -> np.ndarray:
+    """float64 -> float16, round-to-nearest-even, bitwise as numpy's astype, which takes ~70 ns per
+    element below 2**-14 (its scalar subnormal path) against 2.5 ns above: a golden of near-zero
+    gradients spent seconds there. Subnormals are built here from their integer count of 2**-24
+    instead: rint rounds that count to even, which is float16's tie rule, since the count's last bit
+    is the float16 mantissa's; a count of 1024 is exactly the bit pattern of 2**-14."""
+    tiny = np.abs(a) < _F16_SUBNORMAL_BELOW          # NaN compares False: it takes astype's path
+    if not tiny.any():
+        return a.astype(np.float16)
+    out = np.where(tiny, 0.0, a).astype(np.float16)
+    at = a[tiny]
+    count = np.rint(np.abs(at) * _F16_SUBNORMAL_STEP).astype(np.uint16)   # exact scaling by 2**24
+    out.view(np.uint16)[tiny] = count | (np.signbit(at).astype(np.uint16) << np.uint16(15))
+    return out
+
+
+_EXPONENT_BITS = np.uint64(0x7FF0000000000000)
 
 
 def ulp(x, name: str) -> np.ndarray:
@@ -74,14 +99,15 @@ def ulp(x, name: str) -> np.ndarray:
     """
     fi = finfo(name)
     nmant, minexp = int(fi.nmant), int(fi.minexp)
-    a = np.abs(np.asarray(x, dtype=np.float64))
-    # frexp: a = m * 2**e with m in [0.5, 1), so floor(log2 a) = e - 1, exactly and 3-5x faster than
-    # log2 + floor + exp2 (measured on 2M elements: fp16 113 -> 28 ms); the comparison calls it often.
-    _, e = np.frexp(a)
-    e = np.maximum(np.where(a > 0, e - 1, minexp), minexp)
-    u = np.ldexp(1.0, e - nmant)
-    out = np.where(np.isfinite(a), u, a)               # inf and NaN stay as they were
-    return out[()] if out.ndim == 0 else out           # a scalar in, a numpy scalar out
+    a = np.asarray(x, dtype=np.float64)
+    # 2**floor(log2|x|) is x's float64 bit pattern with sign and mantissa cleared: one AND on the bits,
+    # exact for every normal float64 (a zero or a float64 subnormal gives 0, floored below). 8x
+    # faster than frexp (10M elements: 110 -> 13 ms); the comparison calls it on every output.
+    power = (np.ascontiguousarray(a).view(np.uint64) & _EXPONENT_BITS).view(np.float64).reshape(a.shape)
+    u = np.maximum(power, 2.0 ** minexp) * 2.0 ** -nmant      # both factors powers of two: exact
+    if not np.isfinite(u).all():                  # inf and NaN stay as they were (the mask made both inf)
+        u = np.where(np.isfinite(a), u, np.abs(a))
+    return u[()] if u.ndim == 0 else u            # a scalar in, a numpy scalar out
 
 
 def ulp_scalar(x: float, name: str) -> float:
