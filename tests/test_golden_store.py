@@ -47,7 +47,7 @@ def test_round_trip_is_bitwise_and_keeps_dtypes(tmp_path):
 
 
 def _flip_data_byte(path: Path) -> None:
-    """Flip one byte inside the stored array data of output "a" (not the zip headers)."""
+    """Flip one byte inside the stored array data of output "a" (not the entry's header)."""
     raw = bytearray(path.read_bytes())
     marker = np.random.default_rng(1).standard_normal((3, 5)).tobytes()[:16]
     at = raw.find(marker)
