@@ -6,8 +6,9 @@
 On an NPU node a kernel takes microseconds; what is left of a nightly run is the host: inputs, the
 float64 golden, the same-precision baseline, comparison, rows. No NPU here, so the device under
 test is a stand-in that costs what a fast device costs the host: it returns the golden rounded to
-the output dtype, read from a separate store built beforehand (`golden build`, untimed apart from
-its own figure), so that reading its outputs is the only device cost. `--backends numpy,torch`
+the output dtype, read from a separate store built beforehand (`golden build`, then rounded to the
+output dtypes; untimed apart from its own figure), so that reading its outputs in their own dtype
+(what a device-to-host copy moves) is the only device cost. `--backends numpy,torch`
 times the CPU references instead (they recompute what they test, so a store helps them less).
 
 Steps: (0) `golden build` of the device stand-in's store over --jobs processes (prints its wall);
@@ -24,23 +25,49 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 from backends.base import Availability, Backend  # noqa: E402
 from harness import golden_build, golden_store, registry, runner  # noqa: E402
-from harness.dtypes import cast  # noqa: E402
+from harness.dtypes import bits, cast, np_dtype  # noqa: E402
 from harness.results import RunWriter  # noqa: E402
+from harness.memory import keep_freed_memory  # noqa: E402
 from harness.timing import TimingConfig  # noqa: E402
 
 
+def device_outputs(plan, seed: int, goldens: golden_store.GoldenStore, folder: Path) -> int:
+    """Write what the stand-in returns into `folder`: each golden of `goldens` rounded to its output
+    dtype, as a device hands its outputs back (untimed: the device computed them), one raw .npy file
+    per output (its bits; the dtype name in the file name). Returns the number of cases written."""
+    n = 0
+    for spec, case in plan:
+        if case.negative:
+            continue
+        key = golden_store.golden_key(spec, case, seed)
+        gold = goldens.get(key)
+        if gold is None:
+            continue
+        dtypes = spec.output_dtypes(case.params)
+        where = folder / key.digest
+        where.mkdir(parents=True, exist_ok=True)
+        for name, value in gold.items():
+            if name in dtypes:
+                np.save(where / f"{name}.{dtypes[name]}.npy", bits(cast(value, dtypes[name])), allow_pickle=False)
+        n += 1
+    return n
+
+
 class StandInDevice(Backend):
-    """A device that costs the host only the reading of its outputs (see the module docstring)."""
+    """A device that costs the host only the copy of its outputs (see the module docstring): np.load
+    of raw arrays, no checksum, as a device-to-host copy has none."""
 
     name = "standin"
 
-    def __init__(self, store: golden_store.GoldenStore, seed: int):
-        self.store, self.seed = store, seed
+    def __init__(self, folder: Path, seed: int):
+        self.folder, self.seed = folder, seed
 
     def available(self):
         return Availability(True)
@@ -50,11 +77,14 @@ class StandInDevice(Backend):
 
     def launch(self, prepared):
         spec, case = prepared["spec"], prepared["case"]
-        out = self.store.get(golden_store.golden_key(spec, case, self.seed))
-        if out is None:
-            raise RuntimeError(f"stand-in device store has no golden for {spec.name}/{case.id}")
-        dtypes = spec.output_dtypes(case.params)
-        prepared["out"] = {k: cast(v, dtypes[k]) for k, v in out.items() if k in dtypes}
+        where = self.folder / golden_store.golden_key(spec, case, self.seed).digest
+        if not where.is_dir():
+            raise RuntimeError(f"stand-in device has no outputs for {spec.name}/{case.id}")
+        out = {}
+        for f in where.glob("*.npy"):
+            name, dtype = f.name[: -len(".npy")].rsplit(".", 1)
+            out[name] = np.load(f, allow_pickle=False).view(np_dtype(dtype))
+        prepared["out"] = out
 
     def fetch(self, prepared):
         return prepared["out"]
@@ -109,6 +139,7 @@ def _run_case(spec, case, backends, tier, seed, timing, store):
 
 
 def main():
+    keep_freed_memory()  # as `python -m harness` runs (harness/memory.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tier", default="nightly")
     ap.add_argument("--ops", default="all")
@@ -132,7 +163,9 @@ def main():
             specs, args.tier, args.seed, golden_store.GoldenStore(work / "device"))
         print(f"0. golden build of the stand-in device's store, {args.jobs} process(es): "
               f"{time.perf_counter() - t0:.1f} s, {built['cases']} cases, {len(built['failures'])} failed")
-        backends = [StandInDevice(golden_store.GoldenStore(work / "device"), args.seed)]
+        made = device_outputs(plan, args.seed, golden_store.GoldenStore(work / "device"), work / "device-out")
+        print(f"   its outputs rounded to their dtypes, as a device returns them: {made} cases")
+        backends = [StandInDevice(work / "device-out", args.seed)]
     else:
         backends = [registry.backend(n) for n in registry.parse_names(args.backends, "backend",
                                                                       registry.backend_names(), allow_options=True)]

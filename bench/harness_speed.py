@@ -28,6 +28,7 @@ from harness import registry  # noqa: E402  (before numpy: it sets numpy's BLAS 
 import numpy as np  # noqa: E402
 from harness.runner import run_case  # noqa: E402
 from harness.timing import TIER_TIMING, HostTimer, TimingConfig, measure  # noqa: E402
+from harness.memory import keep_freed_memory  # noqa: E402
 
 
 def _median_time(fn, reps=7) -> float:
@@ -221,6 +222,7 @@ def timer_vs_blocked_autorange():
 
 
 def main():
+    keep_freed_memory()  # as `python -m harness` runs (harness/memory.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", default="all")
     ap.add_argument("--sections", default="1,2,3,4,5", help="which figures to print (comma list)")

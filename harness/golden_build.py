@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter
 
-from . import golden_store, shard
+from . import golden_store, input_store, shard
 from .runner import BASELINE_KINDS, References
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def build(specs, tier: str, seed: int, store: golden_store.GoldenStore, shard_te
     t0 = time.perf_counter()
     for spec, case in entries:
         try:
-            inputs = spec.make_inputs(case, seed)
+            inputs, source = input_store.through(spec, case, seed, store)
+            counts[f"inputs_{source}"] += 1
             refs = References(spec, case, inputs, seed, store)
             refs.golden()
             counts[f"golden_{refs.golden_source}"] += 1
@@ -97,12 +98,14 @@ def build_parallel(argv_tail: list[str], jobs: int) -> dict:
 
 
 def verify(root) -> dict:
-    """Check every entry of a store: ok, or bad with the reason (harness.golden_store.read_entry)."""
-    ok, bad = 0, []
+    """Check every entry of a store: ok, or bad with the reason (harness.golden_store.read_entry);
+    `kinds` counts the good ones by kind (golden, baseline, inputs)."""
+    ok, bad, kinds = 0, [], Counter()
     for p in golden_store.entries(root):
         try:
             golden_store.read_entry(p, digest=p.stem)
+            kinds[golden_store.entry_kind(p)] += 1
             ok += 1
         except golden_store.BadEntry as exc:
             bad.append({"file": str(p), "problem": str(exc)})
-    return {"ok": ok, "bad": bad}
+    return {"ok": ok, "bad": bad, "kinds": dict(sorted(kinds.items()))}

@@ -300,7 +300,7 @@ def find_case(spec, msg: dict, cache: dict):
 
 
 def _serve(inp, out) -> None:
-    from . import registry
+    from . import golden_store, input_store, registry
     from .devcheck import Checks, pair_rows
     from .runner import References, run_backend
     from .timing import TimingConfig
@@ -327,7 +327,7 @@ def _serve(inp, out) -> None:
             key = (spec.name, case.id, msg["seed"])
             if last[0] != key:
                 try:
-                    inputs = spec.make_inputs(case, msg["seed"])
+                    inputs = input_store.make_inputs(spec, case, msg["seed"], golden_store.from_env())
                 except Exception as exc:
                     rows = verdict_rows(spec, case, backend.name, "error",
                                          f"inputs could not be built: {type(exc).__name__}: {exc}",
@@ -394,4 +394,7 @@ def worker_main() -> None:
 
 
 if __name__ == "__main__":
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()  # the worker is an entry point (harness/memory.py)
     worker_main()

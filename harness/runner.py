@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import devcheck, golden_store
+from . import devcheck, golden_store, input_store
 from .compare import METRIC_KEYS, compare
 from .dtypes import cast, name_of
 from .errors import ConstraintViolation, Declined, Rejected
@@ -133,7 +133,7 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
     checks = checks or devcheck.Checks()
     result = CaseResult()
     try:
-        inputs = spec.make_inputs(case, seed)
+        inputs = input_store.make_inputs(spec, case, seed, golden_store.from_env())
     except Exception as exc:
         reason = f"inputs could not be built: {type(exc).__name__}: {exc}"
         for b in backends:

@@ -3,6 +3,7 @@ bits, truncation, another key's manifest) are detected, reported and recomputed,
 code, and a run through a store gives the rows of a run without one."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -113,12 +114,12 @@ def test_verify_command_lists_bad_entries(tmp_path, capsys):
     store.put(_key(seed=0), _outputs())
     store.put(_key(seed=1), _outputs())
     assert main(["golden", "verify", "--store", str(tmp_path)]) == 0
-    assert "2 good entries, 0 bad" in capsys.readouterr().out
+    assert "2 good entries (2 golden), 0 bad" in capsys.readouterr().out
     bad = store.path(_key(seed=1))
     bad.write_bytes(bad.read_bytes()[:-10])
     assert main(["golden", "verify", "--store", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "1 good entry, 1 bad" in out and str(bad) in out
+    assert "1 good entry (1 golden), 1 bad" in out and str(bad) in out
 
 
 def test_key_follows_case_seed_and_code(tmp_path, monkeypatch):
@@ -155,12 +156,21 @@ def _rows(d):
 _SAME = ("verdict", "reason", "max_abs_err", "mere", "baseline_ratio", "mare_ratio", "max_ulp", "mismatch_count")
 
 
+def cold_rows(tmp_path):
+    return _rows(tmp_path / "cold")
+
+
 def test_run_through_a_store_gives_the_same_rows(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv(golden_store.ENV, "")  # restored (unset) afterwards: run sets it
     store = tmp_path / "store"
     assert main(["run", *SELECT, "--out", str(tmp_path / "plain")]) == 0
     assert main(["run", *SELECT, "--golden-store", str(store), "--out", str(tmp_path / "cold")]) == 0
-    entries = golden_store.entries(store)
+    by_kind = {}
+    for e in golden_store.entries(store):
+        by_kind.setdefault(golden_store.entry_kind(e), []).append(e)
+    entries = by_kind["golden"] + by_kind["baseline"]
+    n_all_cases = len({r["case_id"] for r in cold_rows(tmp_path)})
+    assert len(by_kind["inputs"]) == n_all_cases   # every case's inputs, negative ones too (harness.input_store)
     plain, cold = _rows(tmp_path / "plain"), _rows(tmp_path / "cold")
     compared = [r for r in cold if r["golden_source"] is not None]
     assert compared and {r["golden_source"] for r in compared} == {"computed"}
@@ -179,11 +189,12 @@ def test_run_through_a_store_gives_the_same_rows(tmp_path, monkeypatch, caplog):
     warm = _rows(tmp_path / "warm")
     meta = json.loads((tmp_path / "warm" / "run.json").read_text())
     assert meta["golden_store"]["corrupt"] == 1
-    assert meta["golden_store"]["hit"] == 2 * n_cases - 1 and meta["golden_store"]["write"] == 1
+    assert meta["golden_store"]["hit"] == 2 * n_cases - 1 + n_all_cases and meta["golden_store"]["write"] == 1
     sources = [(r["golden_source"], r["baseline_source"]) for r in warm if r["golden_source"] is not None]
     assert sum("computed" in s for s in sources) >= 1 and any(s == ("store", "store") for s in sources)
     assert [tuple(r[k] for k in _SAME) for r in warm] == [tuple(r[k] for k in _SAME) for r in plain]
-    assert golden_build.verify(store) == {"ok": 2 * n_cases, "bad": []}
+    assert golden_build.verify(store) == {"ok": 2 * n_cases + n_all_cases, "bad": [],
+                                          "kinds": {"baseline": n_cases, "golden": n_cases, "inputs": n_all_cases}}
 
 
 def test_build_fills_what_run_reads(tmp_path, monkeypatch, capsys):
@@ -193,13 +204,17 @@ def test_build_fills_what_run_reads(tmp_path, monkeypatch, capsys):
             "--store", store, "--jobs", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    n = len(golden_store.entries(store))
-    assert n > 0 and f"{n // 2} computed" in out
+    n = sum(golden_store.entry_kind(e) != "inputs" for e in golden_store.entries(store))
+    assert n > 0 and f"{n // 2} computed" in out and f"inputs:    0 already stored, {n // 2} drawn" in out
     assert main(args) == 0
-    assert f"goldens:   {n // 2} already stored, 0 computed" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert f"goldens:   {n // 2} already stored, 0 computed" in again and f"inputs:    {n // 2} already stored" in again
     assert main(["run", *SELECT, "--golden-store", store, "--out", str(tmp_path / "r")]) == 0
     meta = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert meta["golden_store"]["hit"] == n and meta["golden_store"]["miss"] == 0
+    # the run reads what build wrote, goldens, baselines and the positive cases' inputs; it draws (a miss
+    # each) the inputs of the negative cases, which build skips (they have no golden)
+    n_neg = sum(c.negative and fnmatch.fnmatchcase(c.id, "edge-*") for c in registry.op("nsa_compress_with_cache").cases("smoke"))
+    assert meta["golden_store"]["hit"] == n + n // 2 and meta["golden_store"]["miss"] == n_neg
     assert os.environ[golden_store.ENV] == os.path.abspath(store)
 
 
@@ -210,4 +225,4 @@ def test_parallel_build_over_processes(tmp_path, monkeypatch):
     assert main(["golden", "build", "--tier", "smoke", "--ops", "paged_cache_load", "--store", str(store),
                  "--jobs", "2"]) == 0
     n_pos = sum(not c.negative for c in registry.op("paged_cache_load").cases("smoke"))
-    assert golden_build.verify(store) == {"ok": n_pos, "bad": []}
+    assert golden_build.verify(store) == {"ok": 2 * n_pos, "bad": [], "kinds": {"golden": n_pos, "inputs": n_pos}}

@@ -70,6 +70,7 @@ def _write_summary(s, args, jobs) -> None:
     w.write(f"  goldens:   {c.get('golden_store', 0)} already stored, {c.get('golden_computed', 0)} computed\n")
     w.write(f"  baselines: {c.get('baseline_store', 0)} already stored, {c.get('baseline_computed', 0)} computed, "
             f"{c.get('baseline_unavailable', 0)} unavailable\n")
+    w.write(f"  inputs:    {c.get('inputs_store', 0)} already stored, {c.get('inputs_computed', 0)} drawn\n")
     w.write(f"  entries written {st.get('write', 0)}; bad entries replaced: {st.get('corrupt', 0)} corrupt, "
             f"{st.get('stale', 0)} stale; not storable {st.get('unstorable', 0)}\n")
     for f in s["failures"][:20]:
@@ -85,7 +86,9 @@ def verify_main(args) -> int:
         raise UsageError(f"--store {args.store}: no such directory")
     r = golden_build.verify(args.store)
     w = sys.stdout
-    w.write(f"golden store {args.store}: {r['ok']} good entr{'y' if r['ok'] == 1 else 'ies'}, {len(r['bad'])} bad\n")
+    kinds = ", ".join(f"{n} {k}" for k, n in r["kinds"].items())
+    w.write(f"golden store {args.store}: {r['ok']} good entr{'y' if r['ok'] == 1 else 'ies'}"
+            f"{f' ({kinds})' if kinds else ''}, {len(r['bad'])} bad\n")
     for b in r["bad"]:
         w.write(f"  {b['file']}: {b['problem']}\n")
     return 1 if r["bad"] else 0

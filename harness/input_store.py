@@ -1,0 +1,102 @@
+"""Case inputs kept in the golden store next to the references computed from them.
+
+Drawing a case's inputs is deterministic in (op, params, seed, the input builder's code, numpy's
+version: the generator's stream), and on the largest nightly cases it costs more than reading them
+back (a 380 MiB paged cache: ~1 s to draw, ~0.2 s to read and verify). Ascend's own ST flow ships
+input data with its golden data for the same reason. So a run with a store (`run --golden-store`,
+`golden build`) reads a case's inputs from it, or draws them and writes them there.
+
+An inputs entry is an ordinary store entry (harness.golden_store: checksummed, no pickle, a bad one
+is reported, counted and drawn again): the arrays under their argument names, and the other values
+(None, bool, int, float, str, lists of them) as JSON in one uint8 member, VALUES. An input of any
+other type, or an array that is not C-contiguous (a strided view built on purpose: a stored copy would
+be contiguous), makes the case's inputs unstorable: drawn every time, counted as unstorable.
+
+    inputs_key(spec, case, seed) -> Key
+    make_inputs(spec, case, seed, store) -> dict      (store None: spec.make_inputs)
+    through(spec, case, seed, store) -> (dict, "store" | "computed")
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from . import golden_store
+
+log = logging.getLogger(__name__)
+
+#: the member that holds the non-array inputs, as JSON bytes
+VALUES = "__values__"
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def inputs_key(spec, case, seed: int) -> golden_store.Key:
+    """Everything a case's drawn inputs depend on: the input builder's code (cases/<op>.py and what it
+    imports, harness.inputs among it) and the versions of numpy (its generator) and ml_dtypes."""
+    code = golden_store.code_hash(golden_store._spec_module(spec))
+    return golden_store._key("inputs", spec, case, seed, code, golden_store._versions(False))
+
+
+def _plain(value) -> bool:
+    if isinstance(value, _SCALARS):
+        return not isinstance(value, float) or np.isfinite(value)   # JSON has no NaN or inf
+    return isinstance(value, list) and all(isinstance(x, _SCALARS) and _plain(x) for x in value)
+
+
+def encode(inputs: dict) -> dict | None:
+    """The arrays of `inputs` plus VALUES, or None when some input is neither an array nor plain."""
+    arrays, values = {}, {}
+    for name, v in inputs.items():
+        if name == VALUES:
+            return None
+        if isinstance(v, np.ndarray):
+            if not v.flags.c_contiguous:     # a view built on purpose (a negative case's strided cache):
+                return None                  # a C-order copy would be another input
+            arrays[name] = v
+        elif _plain(v):
+            values[name] = v
+        else:
+            return None
+    order = list(inputs)        # the argument order of the dict, kept for the backends that print it
+    blob = json.dumps({"values": values, "order": order}).encode()
+    arrays[VALUES] = np.frombuffer(blob, np.uint8)
+    return arrays
+
+
+def decode(stored: dict) -> dict:
+    """The inputs dict an entry stands for (ValueError for one that is not an inputs entry)."""
+    if VALUES not in stored:
+        raise ValueError(f"not an inputs entry (no {VALUES!r} member)")
+    meta = json.loads(np.asarray(stored[VALUES]).tobytes().decode("utf-8"))
+    values = meta["values"]
+    return {name: (values[name] if name in values else stored[name]) for name in meta["order"]}
+
+
+def make_inputs(spec, case, seed: int, store: golden_store.GoldenStore | None) -> dict:
+    """The case's inputs: from `store` when it holds them, else drawn (and written to `store`)."""
+    return through(spec, case, seed, store)[0]
+
+
+def through(spec, case, seed: int, store: golden_store.GoldenStore | None) -> tuple[dict, str]:
+    """(inputs, source): "store" when read from `store`, else "computed" (drawn, and written there)."""
+    if store is None or "replay_record" in case.params:    # a replayed call reads its own tensor files
+        return spec.make_inputs(case, seed), "computed"
+    key = inputs_key(spec, case, seed)
+    stored = store.get(key)
+    if stored is not None:
+        try:
+            return decode(stored), "store"
+        except (ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            store.counts["corrupt"] += 1
+            log.warning("golden store: %s: bad inputs entry (%s); drawing them again", store.path(key), exc)
+    inputs = spec.make_inputs(case, seed)
+    encoded = encode(inputs)
+    if encoded is None:
+        store.counts["unstorable"] += 1
+        log.info("golden store: inputs of %s/%s not stored: an input is neither an array nor a plain value",
+                 spec.name, case.id)
+    else:
+        store.put(key, encoded)
+    return inputs, "computed"

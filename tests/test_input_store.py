@@ -1,0 +1,114 @@
+"""Case inputs in the golden store (harness.input_store): every op's inputs come back as drawn (bit for
+bit, same dtypes, same plain values and argument order), a bad entry is redrawn, inputs a stored copy
+would change (a strided view built on purpose) are never stored, and a run through a warm store gives
+the rows of a run without one."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness import golden_store, input_store, registry
+from harness.cli import main
+from harness.dtypes import bits
+from harness.golden_store import GoldenStore
+
+
+def _same(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for name, x in a.items():
+        y = b[name]
+        if isinstance(x, np.ndarray):
+            assert isinstance(y, np.ndarray) and y.dtype == x.dtype and y.shape == x.shape, name
+            assert np.array_equal(bits(x), bits(y)), name
+        else:
+            assert type(y) is type(x) and y == x, name
+
+
+def _first_cases(op, n=6):
+    return [c for c in registry.op(op).cases("smoke")][:n]
+
+
+@pytest.mark.parametrize("op", registry.op_names())
+def test_inputs_come_back_as_drawn(tmp_path, op):
+    spec, store = registry.op(op), GoldenStore(tmp_path)
+    for case in _first_cases(op):
+        drawn = input_store.make_inputs(spec, case, 3, store)       # a miss: drawn and written
+        again = input_store.make_inputs(spec, case, 3, store)       # a hit: read back
+        _same(spec.make_inputs(case, 3), drawn)
+        _same(drawn, again)
+    assert store.counts["hit"] + store.counts["unstorable"] == len(_first_cases(op))
+    assert store.counts["corrupt"] == store.counts["stale"] == 0
+
+
+def test_a_corrupt_inputs_entry_is_redrawn(tmp_path, caplog):
+    spec = registry.op("paged_cache_load")
+    case = _first_cases("paged_cache_load", 1)[0]
+    store = GoldenStore(tmp_path)
+    input_store.make_inputs(spec, case, 0, store)
+    path = store.path(input_store.inputs_key(spec, case, 0))
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01                                          # inside the last stored array
+    path.write_bytes(bytes(raw))
+    got = input_store.make_inputs(spec, case, 0, store)
+    _same(spec.make_inputs(case, 0), got)
+    assert store.counts["corrupt"] == 1 and store.counts["write"] == 2
+    assert "CRC-32" in caplog.text and str(path) in caplog.text
+
+
+def test_an_entry_without_values_is_not_taken_for_inputs(tmp_path):
+    spec = registry.op("paged_cache_load")
+    case = _first_cases("paged_cache_load", 1)[0]
+    store = GoldenStore(tmp_path)
+    store.put(input_store.inputs_key(spec, case, 0), {"key_cache": np.zeros(3)})   # not what encode writes
+    got = input_store.make_inputs(spec, case, 0, store)
+    _same(spec.make_inputs(case, 0), got)
+    assert store.counts["corrupt"] == 1
+
+
+def test_strided_and_unplain_inputs_are_never_stored():
+    wide = np.arange(12.0)
+    assert input_store.encode({"x": wide[::2]}) is None               # a C-order copy would be another input
+    assert input_store.encode({"x": wide, "f": float("nan")}) is None  # JSON has no NaN
+    assert input_store.encode({"x": wide, "o": object()}) is None
+    enc = input_store.encode({"b": True, "x": wide, "n": None, "l": [1, 2], "s": "BSH", "v": 0.1})
+    assert json.loads(enc[input_store.VALUES].tobytes())["order"] == ["b", "x", "n", "l", "s", "v"]
+    back = input_store.decode(enc)
+    assert back["b"] is True and back["n"] is None and back["l"] == [1, 2] and back["v"] == 0.1
+    assert back["x"] is wide
+
+
+def test_noncontiguous_cache_case_is_drawn_every_time(tmp_path):
+    spec = registry.op("dequant_rope_quant_kvcache")
+    case = next(c for c in spec.cases("smoke") if c.params.get("cache_contiguous") is False)
+    store = GoldenStore(tmp_path)
+    for _ in range(2):
+        inputs = input_store.make_inputs(spec, case, 0, store)
+        assert not all(v.flags.c_contiguous for v in inputs.values() if isinstance(v, np.ndarray))
+    assert store.counts["unstorable"] == 2 and store.counts["write"] == 0
+
+
+def test_key_follows_the_input_builder_and_seed():
+    spec = registry.op("paged_cache_load")
+    case = _first_cases("paged_cache_load", 1)[0]
+    k0, k1 = input_store.inputs_key(spec, case, 0), input_store.inputs_key(spec, case, 1)
+    assert k0.digest != k1.digest and k0.as_dict()["kind"] == "inputs"
+    assert k0.digest != golden_store.golden_key(spec, case, 0).digest
+    assert k0.as_dict()["code"] == golden_store.code_hash("cases.paged_cache_load")
+
+
+def test_run_through_a_warm_store_reads_inputs_and_gives_the_same_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv(golden_store.ENV, "")  # restored afterwards: run names its store there
+    sel = ["--ops", "paged_cache_load", "--case", "edge-*", "--no-timing", "--backends", "numpy"]
+    rows = []
+    for i in range(2):
+        out = tmp_path / f"run{i}"
+        assert main(["run", *sel, "--golden-store", str(tmp_path / "store"), "--out", str(out)]) == 0
+        rows.append([json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()])
+        summary = json.loads((out / "run.json").read_text())["golden_store"]
+        if i == 1:
+            assert summary["miss"] == 0 and summary["hit"] > 0
+    drop = ("run_id", "golden_source", "baseline_source", "repro")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows[0]] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in rows[1]]
