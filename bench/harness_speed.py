@@ -1,9 +1,10 @@
 """The framework's own speed (a benchmark that prints figures; never a test).
 
-    /work/venv/bin/python bench/harness_speed.py [--ops a,b] [--quick]
+    .tox/test/bin/python bench/harness_speed.py [--ops a,b] [--sections 1,2,3,4,5] [--golden-store DIR]
 
 1. smoke-tier wall time per registered op on numpy+torch (timing on, as `run` does);
-2. harness overhead per case: wall time minus the time spent inside backend calls, timing off,
+2. harness overhead per case: wall time minus the time spent inside backend calls, timing off
+   (with --golden-store, also through a warm store: inputs, goldens and baselines read back),
    over every smoke case;
 3. the numpy golden of each memory-bound op (FLOPs per byte < 1) against a memcpy of the bytes
    its `cost()` says it moves, on its smoke cases;
@@ -18,12 +19,11 @@ import argparse
 import os
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import registry  # noqa: E402  (before numpy: it sets numpy's BLAS threads as the CLI runs them)
+from harness import golden_store, registry  # noqa: E402  (before numpy: it sets numpy's BLAS threads as the CLI runs them)
 
 import numpy as np  # noqa: E402
 from harness.runner import run_case  # noqa: E402
@@ -83,8 +83,17 @@ class _Clock:
         setattr(obj, name, timed)
 
 
-def overhead(specs):
-    print("2. harness overhead per case (timing off; wall minus time inside backend prepare/launch/fetch/golden)")
+def overhead(specs, store_dir=None):
+    if store_dir:
+        # a run with a golden store, as `run --golden-store` on an NPU node: a first pass fills it
+        # (inputs, goldens, baselines; untimed), the measured pass reads them
+        os.environ[golden_store.ENV] = str(store_dir)
+        golden_store._env_stores[str(store_dir)] = golden_store.GoldenStore(store_dir)
+        _loop(specs, [registry.backend("numpy"), registry.backend("torch")])
+        golden_store._env_stores[str(store_dir)] = golden_store.GoldenStore(store_dir)   # fresh counts
+    where = f"warm golden store {store_dir}" if store_dir else "no golden store"
+    print(f"2. harness overhead per case (timing off, {where}; wall minus time inside backend "
+          "prepare/launch/fetch/golden)")
     clock = _Clock()
     backends = [registry.backend("numpy"), registry.backend("torch")]
     for b in backends:
@@ -115,6 +124,17 @@ def overhead(specs):
     for b in backends:  # undo the wrappers (instances are cached by the registry)
         for m in ("prepare", "launch", "fetch", "synchronize", "golden"):
             b.__dict__.pop(m, None)
+    if store_dir:
+        s = golden_store.from_env().summary()
+        print(f"   store: {s['hit']} hits, {s['miss']} misses, {s['unstorable']} unstorable")
+        os.environ.pop(golden_store.ENV, None)
+
+
+def _loop(specs, backends):
+    off = TimingConfig(enabled=False)
+    for spec in specs:
+        for c in spec.cases("smoke"):
+            run_case(spec, c, backends, "smoke", 0, off)
 
 
 def golden_vs_memcpy(specs):
@@ -226,13 +246,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", default="all")
     ap.add_argument("--sections", default="1,2,3,4,5", help="which figures to print (comma list)")
+    ap.add_argument("--golden-store", metavar="DIR", help="section 2 also with a warm store in DIR (filled first)")
     args = ap.parse_args()
     want = {int(x) for x in args.sections.split(",")}
     os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
     names = registry.parse_names(args.ops, "op", registry.op_names())
     specs = [registry.op(n) for n in names]
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; ops: {', '.join(names)}")
-    steps = {1: smoke_wall, 2: overhead, 3: golden_vs_memcpy, 4: golden_vs_sdpa, 5: lambda _: timer_vs_blocked_autorange()}
+    steps = {1: smoke_wall, 2: lambda sp: [overhead(sp)] + ([overhead(sp, args.golden_store)] if args.golden_store else []), 3: golden_vs_memcpy, 4: golden_vs_sdpa, 5: lambda _: timer_vs_blocked_autorange()}
     for k in sorted(want):
         steps[k](specs)
 
