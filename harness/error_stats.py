@@ -58,9 +58,13 @@ class Chunk:
             self.small = self.abs_g < thr if thr is not None else np.zeros(g.shape, bool)
             self.any_small = bool(self.small.any())
 
-    def normal(self, x: np.ndarray) -> np.ndarray:
-        """x over the normal-value domain (no copy when nothing is small)."""
-        return x[~self.small] if self.any_small else x
+    def zero_small(self, x: np.ndarray) -> np.ndarray:
+        """x with its small-value elements set to 0 (x itself when nothing is small): sums, and maxes of
+        values >= 0, over the normal domain without compacting it (a where is ~2x cheaper than a mask)."""
+        return np.where(self.small, 0.0, x) if self.any_small else x
+
+    def n_normal(self) -> int:
+        return self.g.size - (int(np.count_nonzero(self.small)) if self.any_small else 0)
 
     def finite(self) -> bool:
         return bool(np.isfinite(self.d).all())
@@ -107,7 +111,7 @@ def add_metrics(s: dict, c: Chunk, dtype: str) -> None:
     s["sum_rel"] += float(rel.sum())
     s["sum_err2"] += float(np.dot(err, err))
     if is_float(dtype):
-        in_ulp = c.normal(err) / c.normal(c.u)
+        in_ulp = c.zero_small(err / c.u)          # >= 0: a zeroed small element changes no max or count
         if in_ulp.size:
             s["max_ulp"] = max(s["max_ulp"], float(in_ulp.max()))
             s["beyond_1ulp"] += int(np.count_nonzero(in_ulp > 1.0))
@@ -158,15 +162,17 @@ def add_relative(r: dict, c: Chunk, small_atol: float, noise: float = 0.0) -> No
     err = c.err
     if err.size:
         r["max_err"] = max(r["max_err"], float(err.max()))
-    en, gn = c.normal(err), c.normal(c.abs_g)
     if c.any_small:
         r["small_errs"] += int(np.count_nonzero(c.small & (err > small_atol)))
-    if en.size:
-        rel = (np.maximum(en - noise, 0.0) if noise else en) / gn
+    n = c.n_normal()
+    if n:
+        en = c.zero_small(err)
+        with np.errstate(divide="ignore", invalid="ignore"):     # |g| = 0 only where small: zeroed
+            rel = c.zero_small((np.maximum(err - noise, 0.0) if noise else err) / c.abs_g)
         r["sum_e2"] += float(np.dot(en, en))
         r["sum_rel"] += float(rel.sum())
         r["max_rel"] = max(r["max_rel"], float(rel.max()))
-        r["n"] += en.size
+        r["n"] += n
 
 
 def relative(r: dict) -> RelativeStats:
@@ -183,13 +189,15 @@ def add_floors(f: dict, c: Chunk) -> None:
     """Fold one chunk of the golden into what correct rounding costs there (see floors())."""
     if c.u.size:
         f["max_u"] = max(f["max_u"], float(c.u.max()))
-    un, gn = c.normal(c.u), c.normal(c.abs_g)
-    if un.size:
-        ur = un / gn
+    n = c.n_normal()
+    if n:
+        un = c.zero_small(c.u)
+        with np.errstate(divide="ignore", invalid="ignore"):     # |g| = 0 only where small: zeroed
+            ur = c.zero_small(c.u / c.abs_g)
         f["sum_u2"] += float(np.dot(un, un))
         f["sum_ur"] += float(ur.sum())
         f["max_ur"] = max(f["max_ur"], float(ur.max()))
-        f["n"] += un.size
+        f["n"] += n
 
 
 def floors(f: dict) -> RelativeStats:
@@ -211,12 +219,13 @@ def add_bias(b: dict, c: Chunk) -> None:
     """Fold one chunk's signed errors in ULP of each element (normal values) into the bias sums."""
     if c.u is None:
         return
-    e = c.normal(c.d) / c.normal(c.u)
-    if e.size:
+    n = c.n_normal()
+    if n:
+        e = c.zero_small(c.d / c.u)
         b["sum_e"] += float(e.sum())
-        b["sum_t"] += float(np.dot(np.sign(c.normal(c.g)), e))
+        b["sum_t"] += float(np.dot(np.sign(c.g), e))
         b["sum_e2"] += float(np.dot(e, e))
-        b["n"] += e.size
+        b["n"] += n
 
 
 def bias(b: dict) -> tuple[float, float]:
