@@ -185,7 +185,8 @@ def code_hash(*modules: str) -> str:
     return digest
 
 
-def _versions(baseline: bool) -> tuple:
+def versions(baseline: bool) -> tuple:
+    """(name, version) pairs an entry depends on: numpy and ml_dtypes; torch and its threads for a baseline."""
     v = [("numpy", np.__version__), ("ml_dtypes", ml_dtypes.__version__)]
     if baseline:
         import torch
@@ -194,24 +195,26 @@ def _versions(baseline: bool) -> tuple:
     return tuple(v)
 
 
-def _spec_module(spec) -> str:
+def spec_module(spec) -> str:
+    """The module of an op's spec and input builder."""
     # the input builder lives in cases/<op>.py (replayed records read their tensors, keyed by digest)
     return f"cases.{spec.name}"
 
 
 def golden_key(spec, case, seed: int) -> Key:
-    code = code_hash(f"backends.numpy.{spec.name}", "backends.numpy", _spec_module(spec))
-    return _key("golden", spec, case, seed, code, _versions(False))
+    code = code_hash(f"backends.numpy.{spec.name}", "backends.numpy", spec_module(spec))
+    return case_key("golden", spec, case, seed, code, versions(False))
 
 
 def baseline_key(spec, case, seed: int) -> Key:
-    code = code_hash(f"backends.torch.{spec.name}", "backends.torch", _spec_module(spec))
-    return _key("baseline", spec, case, seed, code, _versions(True))
+    code = code_hash(f"backends.torch.{spec.name}", "backends.torch", spec_module(spec))
+    return case_key("baseline", spec, case, seed, code, versions(True))
 
 
-def _key(kind, spec, case, seed, code, versions) -> Key:
+def case_key(kind, spec, case, seed, code, version_fields) -> Key:
+    """The key of one case's entry of `kind`: its op, params and seed, a code hash, library versions."""
     fields = {"layout": LAYOUT, "kind": kind, "op": spec.name, "params": case.params_json(), "seed": int(seed),
-              "code": code, **dict(versions)}
+              "code": code, **dict(version_fields)}
     return Key(tuple(sorted(fields.items())))
 
 

@@ -35,8 +35,8 @@ _SCALARS = (type(None), bool, int, float, str)
 def inputs_key(spec, case, seed: int) -> golden_store.Key:
     """Everything a case's drawn inputs depend on: the input builder's code (cases/<op>.py and what it
     imports, harness.inputs among it) and the versions of numpy (its generator) and ml_dtypes."""
-    code = golden_store.code_hash(golden_store._spec_module(spec))
-    return golden_store._key("inputs", spec, case, seed, code, golden_store._versions(False))
+    code = golden_store.code_hash(golden_store.spec_module(spec))
+    return golden_store.case_key("inputs", spec, case, seed, code, golden_store.versions(False))
 
 
 def _plain(value) -> bool:
