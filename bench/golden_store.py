@@ -33,6 +33,7 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 from backends.base import Availability, Backend  # noqa: E402
 from harness import golden_build, golden_store, registry, runner  # noqa: E402
 from harness.dtypes import bits, cast, np_dtype  # noqa: E402
+from harness.errors import Rejected  # noqa: E402
 from harness.results import RunWriter  # noqa: E402
 from harness.memory import keep_freed_memory  # noqa: E402
 from harness.timing import TimingConfig  # noqa: E402
@@ -73,6 +74,8 @@ class StandInDevice(Backend):
         return Availability(True)
 
     def prepare(self, spec, case, inputs):
+        if case.negative:    # a device refuses what the documented constraints exclude (its rows: rejected)
+            raise Rejected(f"stand-in device: the case breaks {case.violates!r}")
         return {"spec": spec, "case": case, "out": None}
 
     def launch(self, prepared):
@@ -169,6 +172,7 @@ def main():
     else:
         backends = [registry.backend(n) for n in registry.parse_names(args.backends, "backend",
                                                                       registry.backend_names(), allow_options=True)]
+    golden_store.versions(True)  # imports torch (~2 s, once per process): paid before both runs, not by the first
     walls = {}
     for i, label in ((1, "cold"), (2, "warm")):
         wall, clock, summary, not_ok = one_run(plan, backends, args.tier, args.seed, work / "store",
