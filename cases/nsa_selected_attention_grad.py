@@ -337,7 +337,11 @@ def complete(p: dict, rng: random.Random, tier: str) -> dict:
     p.setdefault("topk_mode", "nsa" if p["sparse_mode"] == 2 else _pick(rng, ("random", "random", "dup")))
     length = max(bs * count, 1)
     if "q_lens" not in p:
-        nb = len(p["kv_lens"]) if "kv_lens" in p else _pick(rng, (1, 2, 3))
+        # batches within KV_BUDGET too: the pairwise rows fix block size, count and heads (their product
+        # alone can pass the budget, e.g. 32 blocks of 48 keys over 4 KV heads), the batch count is free
+        per_batch = (count + 2) * bs * max(p["n2"], 1) * p["d_qk"]
+        nb = len(p["kv_lens"]) if "kv_lens" in p else _pick(rng, [n for n in (1, 2, 3) if n * per_batch <= kv_budget]
+                                                             or [1])
         per_batch = max(1, budget // (heads * length * max(nb, 1)))
         # sparse_mode 2: reach past count*bs so that later queries take the sorted causal top-k
         qmax = min(per_batch, length + 3 * bs if p["sparse_mode"] == 2 else 4 * bs)
