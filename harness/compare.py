@@ -50,12 +50,6 @@ def _empty_metrics(n: int) -> dict:
 
 
 # ---- metrics (pure; gathered chunk by chunk in harness.error_stats) ----------------------------
-def small_mask(g: np.ndarray, dtype: str) -> np.ndarray:
-    """Elements in the small-value domain: |g| below the dtype's threshold (policy.SMALL_THRESHOLD)."""
-    thr = P.SMALL_THRESHOLD.get(dtype)
-    return np.abs(g) < thr if thr is not None else np.zeros(g.shape, bool)
-
-
 def error_metrics(a: np.ndarray, g: np.ndarray, dtype: str) -> dict:
     """Error statistics of a against g (arrays of equal shape, finite entries only): see
     harness.error_stats.metrics."""
