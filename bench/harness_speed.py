@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import golden_store, registry  # noqa: E402  (before numpy: it sets numpy's BLAS threads as the CLI runs them)
 
 import numpy as np  # noqa: E402
+from harness.results import RunWriter  # noqa: E402
 from harness.runner import run_case  # noqa: E402
 from harness.timing import TIER_TIMING, HostTimer, TimingConfig, measure  # noqa: E402
 from harness.memory import keep_freed_memory  # noqa: E402
@@ -113,14 +115,19 @@ def overhead(specs, store_dir=None):
         b.available()
     clock.inside = 0.0
     n = 0
-    t0 = time.perf_counter()
-    for spec, c in plan:
-        run_case(spec, c, backends, "smoke", 0, off)
-        n += 1
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="opdiff-bench-rows-") as tmp:
+        # rows are written as `run` writes them (JSONL, flushed per case): writing is harness time too
+        writer = RunWriter(Path(tmp) / "run", {"command": ["bench/harness_speed.py"], "tier": "smoke", "seed": 0})
+        t0 = time.perf_counter()
+        for spec, c in plan:
+            res = run_case(spec, c, backends, "smoke", 0, off)
+            writer.append(res.rows, res.samples)
+            n += 1
+        wall = time.perf_counter() - t0
+        writer.finish({})
     print(f"   {n} cases x 2 backends: wall {wall:.2f} s, inside backends {clock.inside:.2f} s, "
           f"harness {1e3 * (wall - clock.inside) / max(n, 1):.2f} ms per case "
-          f"(input building, comparison, result rows)")
+          f"(input building, comparison, result rows, writing them)")
     for b in backends:  # undo the wrappers (instances are cached by the registry)
         for m in ("prepare", "launch", "fetch", "synchronize", "golden"):
             b.__dict__.pop(m, None)
