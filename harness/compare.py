@@ -143,11 +143,12 @@ def compare(actual: np.ndarray, golden: np.ndarray, rule: OutputRule, dtype: str
                               + _worst(actual, golden, bad_nf.reshape(actual.shape), actual.shape), m)
     if b is not None and not _all_finite(b):
         b = None                         # a baseline with its own NaN/inf is no yardstick
-    m = _empty_metrics(actual.size)
     if rule.kind == "quant_int8":
-        m.update(error_metrics(a, g, dtype), numel=int(actual.size), mismatch_count=0, mismatch_frac=0.0)
+        m = error_metrics(a, g, dtype)
+        m["numel"] = int(actual.size)
         return _quant_int8(actual, golden, a.astype(np.float64), g, None if b is None else b.astype(np.float64),
                            index, m, rule)
+    m = _empty_metrics(actual.size)
     if rule.kind == "elementwise":
         return _elementwise(actual, golden, a, g, index, m, dtype, rule)
     return _reduction(actual, golden, a, g, b, index, m, dtype, rule)

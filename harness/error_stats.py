@@ -66,9 +66,6 @@ class Chunk:
     def n_normal(self) -> int:
         return self.g.size - (int(np.count_nonzero(self.small)) if self.any_small else 0)
 
-    def finite(self) -> bool:
-        return bool(np.isfinite(self.d).all())
-
 
 def chunks(a: np.ndarray, g: np.ndarray, dtype: str):
     """Chunks of flat `a` (any dtype, converted per step) against flat float64 `g`."""

@@ -103,8 +103,8 @@ def verify(root) -> dict:
     ok, bad, kinds = 0, [], Counter()
     for p in golden_store.entries(root):
         try:
-            golden_store.read_entry(p, digest=p.stem)
-            kinds[golden_store.entry_kind(p)] += 1
+            stored_key, _ = golden_store.read_entry_and_key(p, digest=p.stem)
+            kinds[str(stored_key.get("kind"))] += 1
             ok += 1
         except golden_store.BadEntry as exc:
             bad.append({"file": str(p), "problem": str(exc)})

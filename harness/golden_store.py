@@ -489,6 +489,11 @@ def read_entry(path: Path, key: Key | None = None, digest: str | None = None) ->
     """Outputs of one entry file, every checksum verified; BadEntry says what is wrong. With `key`,
     the manifest must name exactly that key (else the entry is stale: renamed, or another key's); with
     `digest` (the file name's), the manifest's key must hash to it."""
+    return read_entry_and_key(path, key, digest)[1]
+
+
+def read_entry_and_key(path: Path, key: Key | None = None, digest: str | None = None) -> tuple[dict, dict]:
+    """(the key its header names, its outputs), checked as read_entry checks them: one read of the file."""
     try:
         buf = _read_file(path)
     except OSError as exc:
@@ -497,7 +502,7 @@ def read_entry(path: Path, key: Key | None = None, digest: str | None = None) ->
         manifest, start = _header(buf)
         _check_key(manifest["key"], key, digest)
         _check_tiling(manifest)
-        return {name: _output(buf, start, m, name) for name, m in manifest["outputs"].items()}
+        return dict(manifest["key"]), {name: _output(buf, start, m, name) for name, m in manifest["outputs"].items()}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         # only a header written by other code gets here: ours are checksummed and well-formed
         raise BadEntry(f"corrupt entry: bad manifest ({type(exc).__name__}: {exc})") from None
