@@ -54,10 +54,8 @@ def error_metrics(a: np.ndarray, g: np.ndarray, dtype: str) -> dict:
     """Error statistics of a against g (arrays of equal shape, finite entries only): see
     harness.error_stats.metrics."""
     m = _empty_metrics(np.size(a))
-    s = S.new_sums()
-    for c in S.chunks(np.asarray(a).reshape(-1), np.asarray(g, dtype=np.float64).reshape(-1), dtype):
-        S.add_metrics(s, c, dtype)
-    return S.metrics(s, np.size(a), dtype, m)
+    t = S.fold(np.asarray(a).reshape(-1), np.asarray(g, dtype=np.float64).reshape(-1), dtype)
+    return S.metrics(t, dtype, m)
 
 
 def _ratio(x: float, base: float, floor: float) -> float:
@@ -106,7 +104,7 @@ def _all_finite(x: np.ndarray) -> bool:
     return all(bool(np.isfinite(c).all()) for c in _pieces(x))
 
 
-def _pieces(x: np.ndarray, n: int = 16 * S.CHUNK):
+def _pieces(x: np.ndarray, n: int = S.SLICE):
     """Flat x in slices of n elements: a boolean temporary per slice stays in cache."""
     return (x[lo:lo + n] for lo in range(0, x.size, n)) if x.size else iter([x])
 
@@ -126,6 +124,10 @@ def compare(actual: np.ndarray, golden: np.ndarray, rule: OutputRule, dtype: str
     a = actual.reshape(-1)                             # converted to float64 chunk by chunk
     g = np.asarray(golden, dtype=np.float64).reshape(-1)   # the golden is float64 already: no copy
     b = None if baseline is None else np.asarray(baseline).reshape(-1)
+    if rule.kind != "quant_int8":        # the folds count NaN / inf on the way: filter only where there are any
+        judged = _judge(actual, golden, a, g, b, None, dtype, rule)
+        if judged is not None:
+            return judged
     index = None                         # flat positions of the compared elements (None: all of them)
     if not (_all_finite(a) and _all_finite(g)):
         af64 = a.astype(np.float64)
@@ -148,6 +150,13 @@ def compare(actual: np.ndarray, golden: np.ndarray, rule: OutputRule, dtype: str
         m["numel"] = int(actual.size)
         return _quant_int8(actual, golden, a.astype(np.float64), g, None if b is None else b.astype(np.float64),
                            index, m, rule)
+    judged = _judge(actual, golden, a, g, b, index, dtype, rule)
+    assert judged is not None, "a, g and b are finite here"
+    return judged
+
+
+def _judge(actual, golden, a, g, b, index, dtype, rule: OutputRule) -> Comparison | None:
+    """An elementwise or reduction verdict; None where a or g holds a NaN or inf (the caller filters)."""
     m = _empty_metrics(actual.size)
     if rule.kind == "elementwise":
         return _elementwise(actual, golden, a, g, index, m, dtype, rule)
@@ -156,7 +165,7 @@ def compare(actual: np.ndarray, golden: np.ndarray, rule: OutputRule, dtype: str
 
 def _max_abs(g: np.ndarray) -> float:
     """max|g| of flat float64 g, chunk by chunk (no whole-array |g|)."""
-    return max((float(np.abs(g[lo:lo + S.CHUNK]).max()) for lo in range(0, g.size, S.CHUNK)), default=0.0)
+    return max((float(np.abs(c).max()) for c in _pieces(g) if c.size), default=0.0)
 
 
 def _exact(actual, golden) -> Comparison:
@@ -250,24 +259,17 @@ def _elementwise(actual, golden, a, g, index, m, dtype, rule: OutputRule) -> Com
     else:
         small_bound = P.SMALL_ATOL.get(dtype, 0.0)
         small_text = "the small-value bound"
-    sums, bias_sums, worst, n_small = S.new_sums(), S.new_bias(), S.Worst(), 0
-    for c in S.chunks(a, g, dtype):
-        S.add_metrics(sums, c, dtype)
-        allowed = rtol * c.abs_g + slack
-        if c.any_small:
-            allowed = np.where(c.small, small_bound, allowed)
-        bad = c.err > allowed
-        if worst.add(c, bad) and c.any_small:
-            n_small += int(np.count_nonzero(c.small & bad))
-        S.add_bias(bias_sums, c)
-    S.metrics(sums, n, dtype, m)
-    m["mismatch_count"] = worst.count
-    m["mismatch_frac"] = worst.count / max(n, 1)
-    if worst.count:
-        return Comparison("fail", f"{worst.count} element(s) beyond rtol {rtol:.3g}*|g| + 2 ULP ({slack:.3g})"
-                          f" ({n_small} of them small values |g| < {P.SMALL_THRESHOLD.get(dtype, 0):.3g} beyond "
-                          f"{small_text} {small_bound:.3g}); " + _worst_at(actual, golden, index, worst.index), m)
-    bias, limit = S.bias(bias_sums)
+    t = S.fold(a, g, dtype, bias=True, bound=S.Bound(slack, rtol, 0.0, small_bound, keep_normal=False))
+    if not t.finite:
+        return None
+    S.metrics(t, dtype, m)
+    m["mismatch_count"] = t.bad
+    m["mismatch_frac"] = t.bad / max(n, 1)
+    if t.bad:
+        return Comparison("fail", f"{t.bad} element(s) beyond rtol {rtol:.3g}*|g| + 2 ULP ({slack:.3g})"
+                          f" ({t.bad_small} of them small values |g| < {P.SMALL_THRESHOLD.get(dtype, 0):.3g} beyond "
+                          f"{small_text} {small_bound:.3g}); " + _worst_at(actual, golden, index, t.worst), m)
+    bias, limit = S.bias(t)
     m["bias_ulp"] = bias
     if bias > limit:
         return Comparison("fail", f"biased: mean signed error {bias:.3f} ULP > {limit:.3f} (a correctly rounded "
@@ -287,21 +289,19 @@ def _reduction(actual, golden, a, g, b, index, m, dtype, rule: OutputRule) -> Co
     m["grade"] = rule.grade
     small_atol = max(rule.small_atol or 0.0, P.SMALL_ATOL[dtype])   # an opt-in only ever loosens
     noise = rule.small_atol or 0.0
-    base_sums, floor_sums = S.new_relative(), S.new_floors()
-    for c in S.chunks(b, g, dtype):                # the baseline and the golden first: the bound needs them
-        S.add_relative(base_sums, c, small_atol, noise)
-        S.add_floors(floor_sums, c)
-    base, floor = S.relative(base_sums), S.floors(floor_sums)
-    sums, mine_sums, worst = S.new_sums(), S.new_relative(), S.Worst()
-    for c in S.chunks(a, g, dtype):
-        S.add_metrics(sums, c, dtype)
-        S.add_relative(mine_sums, c, small_atol, noise)
-        allowed = rule.k * base.max_err + P.REDUCTION_ULP_FLOOR * c.u
-        if c.any_small:
-            allowed = np.where(c.small, np.maximum(allowed, small_atol), allowed)   # small values: by their bound
-        worst.add(c, c.err > allowed)
-    S.metrics(sums, n, dtype, m)
-    mine = S.relative(mine_sums)
+    side = (small_atol, noise)
+    tb = S.fold(b, g, dtype, relative=side, floors=True)   # the baseline and the golden first: the bound needs them
+    if tb[S.NONFINITE_G]:
+        return None
+    if tb[S.NONFINITE_A]:                # a baseline with its own NaN/inf is no yardstick
+        return _against_cap(actual, golden, a, g, index, m, dtype, rule)
+    base, floor = S.relative(tb), S.floors(tb)
+    t = S.fold(a, g, dtype, relative=side,
+               bound=S.Bound(rule.k * base.max_err, 0.0, P.REDUCTION_ULP_FLOOR, small_atol))  # small: by their bound
+    if not t.finite:
+        return None
+    S.metrics(t, dtype, m)
+    mine = S.relative(t)
     max_err = mine.max_err
     m["baseline_max_err"] = base.max_err
     ratios = {"max err": _ratio(max_err, base.max_err, floor.max_err),
@@ -310,11 +310,11 @@ def _reduction(actual, golden, a, g, b, index, m, dtype, rule: OutputRule) -> Co
               "RMSE": _ratio(mine.rmse, base.rmse, floor.rmse)}
     m.update(baseline_ratio=ratios["max err"], mare_ratio=ratios["MARE"], mere_ratio=ratios["MERE"],
              rmse_ratio=ratios["RMSE"])
-    m["mismatch_count"] = worst.count
-    m["mismatch_frac"] = worst.count / max(n, 1)
-    if worst.count:
-        return Comparison("fail", f"{worst.count} element(s) beyond {rule.k:g} x baseline max err "
-                          f"{base.max_err:.4g} + 0.5 ULP(g_i); " + _worst_at(actual, golden, index, worst.index), m)
+    m["mismatch_count"] = t.bad
+    m["mismatch_frac"] = t.bad / max(n, 1)
+    if t.bad:
+        return Comparison("fail", f"{t.bad} element(s) beyond {rule.k:g} x baseline max err "
+                          f"{base.max_err:.4g} + 0.5 ULP(g_i); " + _worst_at(actual, golden, index, t.worst), m)
     limits = {"MARE": grade.mare, "MERE": grade.mere, "RMSE": grade.rmse}
     over = [f"{k} ratio {ratios[k]:.2f} > {v:g}" for k, v in limits.items() if ratios[k] > v]
     if over:
@@ -341,16 +341,15 @@ def _against_cap(actual, golden, a, g, index, m, dtype, rule: OutputRule) -> Com
     two_ulp = 2 * float(ulp(gmax, dtype))
     atol, rtol = rule.abs_cap or P.BASELINE_CAP.get(dtype, (0.0, 0.0))
     allowed_max = atol + rtol * gmax + two_ulp
-    sums, worst = S.new_sums(), S.Worst()
-    for c in S.chunks(a, g, dtype):
-        S.add_metrics(sums, c, dtype)
-        worst.add(c, c.err > allowed_max)
-    S.metrics(sums, n, dtype, m)
-    max_err = sums["max_err"] if n else 0.0
-    m["mismatch_count"] = worst.count
-    m["mismatch_frac"] = worst.count / max(n, 1)
+    t = S.fold(a, g, dtype, bound=S.Bound(allowed_max))
+    if not t.finite:
+        return None
+    S.metrics(t, dtype, m)
+    max_err = t[S.MAX_ERR] if n else 0.0
+    m["mismatch_count"] = t.bad
+    m["mismatch_frac"] = t.bad / max(n, 1)
     if max_err > allowed_max:
         return Comparison("fail", f"baseline judged by absolute cap: max err {max_err:.4g} > "
                           f"{atol:g} + {rtol:g}*max|g| + 2 ULP = {allowed_max:.4g}; "
-                          + _worst_at(actual, golden, index, worst.index), m)
+                          + _worst_at(actual, golden, index, t.worst), m)
     return Comparison("pass", f"max err {max_err:.4g} <= absolute cap {allowed_max:.4g} (backend is the baseline)", m)

@@ -1,15 +1,20 @@
-"""Error statistics of a float comparison, gathered chunk by chunk (pure functions; harness.compare
-decides verdicts from them).
+"""Error statistics of a float comparison in one pass over the elements (pure functions;
+harness.compare decides verdicts from them).
 
-Every statistic the policy reads is a max, a sum or a count, so it is gathered over CHUNK elements
-at a time and combined: each step's float64 temporaries (the error, |g|, ULP(g), ...) stay in cache
-instead of streaming whole-array copies through memory.
+Every statistic the policy reads is a max, a sum or a count of per-element terms (the error, its
+relative size, its size in ULP of g_i, whether it is beyond a bound), so one compiled loop folds an
+element into all of them at once: `fold(a, g, dtype, ...)` returns a Totals. The loop is numba's, so
+the float64 temporaries that a numpy expression per statistic would stream through memory (a dozen
+passes, 27 ns per element) never exist (5 ns per element, bench/harness_speed.py section 2).
 
-    chunks(a, g, dtype)             -> Chunk per CHUNK elements (a, g flat; a in any dtype)
-    metric_totals(...) / metrics()  -> the row's error metrics (max / rel / RMSE / ULP / small values ...)
-    relative_totals(...)            -> RelativeStats of one side against the golden (ratios' numerators)
-    floor_totals(...)               -> what correct rounding costs (ratios' floors)
-    Worst                           -> the worst element judged bad, by flat index
+    fold(a, g, dtype, relative=, floors=, bias=, bound=) -> Totals (a, g flat; a in any dtype)
+    metrics(t, dtype, m)      -> the row's error metrics (max / rel / RMSE / ULP / small values ...)
+    relative(t)               -> RelativeStats of one side against the golden (the ratios' numerators)
+    floors(t)                 -> what correct rounding costs (the ratios' floors)
+    bias(t)                   -> the mean signed error in ULP and its bound
+    t.bad, t.bad_small, t.worst -> elements beyond the bound, those of them small, the worst one's index
+
+Sums run in element order, slice after slice: the same inputs give the same bits on any machine.
 """
 from __future__ import annotations
 
@@ -19,12 +24,194 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import policy as P
-from .dtypes import is_float, ulp
+from .dtypes import finfo, is_float
 
-# Elements per step. Each step's dozen float64 temporaries (512 KiB each) stay in a 2 MiB L2 and are
-# reused; over whole arrays a 1M-element reduction comparison took 66 ns per element, in 64K chunks
-# 27 ns (measured on this project's 2-core CI host, bench/harness_speed.py section 2).
-CHUNK = 1 << 16
+# Elements converted to float64 per call of the loop (a's dtype -> float64 in numpy, 8 MiB at most).
+SLICE = 1 << 20
+
+# Slots of the accumulator (module constants: numba compiles them in).
+MAX_ERR, MAX_REL, SUM_REL, SUM_ERR2, MAX_ULP, BEYOND_1ULP, SMALL, SMALL_ERR = 0, 1, 2, 3, 4, 5, 6, 7
+AA, GG, AG, POS, NEG = 8, 9, 10, 11, 12
+N_NORMAL, SUM_E2_NORMAL, SUM_REL_NORMAL, MAX_REL_NORMAL, SMALL_ERRS = 13, 14, 15, 16, 17
+MAX_U, SUM_U2, SUM_UR, MAX_UR = 18, 19, 20, 21
+BIAS_E, BIAS_T, BIAS_E2 = 22, 23, 24
+BAD, BAD_SMALL, WORST_ERR, WORST_AT = 25, 26, 27, 28
+NONFINITE_A, NONFINITE_G = 29, 30
+N_SLOTS = 31
+
+_EXPONENT = 0x7FF0000000000000
+
+
+def _fold_loop(a, g, at, acc, is_fp, ulp_scale, ulp_min, thr, small_atol,
+          rel, rel_atol, noise, flo, bia, bnd, c0, c1, c2, s_floor, s_keep):
+    """Fold elements a[i] vs g[i] (float64; flat offset `at`) into acc (see the slots). NaN and inf
+    are counted (NONFINITE_A / _G); the other statistics are then meaningless, and the caller
+    filters them out and folds again.
+
+    ULP of g_i in the output dtype: the float64 exponent bits of |g_i| (2**floor(log2|g_i|)), at least
+    the dtype's smallest normal, times 2**-nmant; a power of two, so err / u is exact."""
+    max_err, max_rel, sum_rel, sum_err2 = acc[MAX_ERR], acc[MAX_REL], acc[SUM_REL], acc[SUM_ERR2]
+    max_ulp, beyond, n_small, small_err = acc[MAX_ULP], acc[BEYOND_1ULP], acc[SMALL], acc[SMALL_ERR]
+    aa, gg, ag, pos, neg = acc[AA], acc[GG], acc[AG], acc[POS], acc[NEG]
+    n_norm, e2n, reln, maxreln, small_errs = (acc[N_NORMAL], acc[SUM_E2_NORMAL], acc[SUM_REL_NORMAL],
+                                              acc[MAX_REL_NORMAL], acc[SMALL_ERRS])
+    max_u, sum_u2, sum_ur, max_ur = acc[MAX_U], acc[SUM_U2], acc[SUM_UR], acc[MAX_UR]
+    be, bt, be2 = acc[BIAS_E], acc[BIAS_T], acc[BIAS_E2]
+    bad, bad_small, worst_err, worst_at = acc[BAD], acc[BAD_SMALL], acc[WORST_ERR], acc[WORST_AT]
+    nf_a, nf_g = acc[NONFINITE_A], acc[NONFINITE_G]
+    for i in range(a.size):
+        x = a[i]
+        y = g[i]
+        nf_a += 0.0 if x - x == 0.0 else 1.0      # x - x is NaN exactly where x is NaN or inf
+        nf_g += 0.0 if y - y == 0.0 else 1.0
+        d = x - y
+        e = abs(d)
+        ay = abs(y)
+        max_err = max(max_err, e)
+        r = e / (ay + 1e-7)                       # CANN's MARE / MERE denominator
+        max_rel = max(max_rel, r)
+        sum_rel += r
+        sum_err2 += e * e
+        aa += x * x
+        gg += y * y
+        ag += x * y
+        pos += 1.0 if d > 0 else 0.0              # a float difference of two distinct floats is never 0
+        neg += 1.0 if d < 0 else 0.0
+        small = False
+        u = 0.0
+        if is_fp:
+            p = np.int64(np.float64(ay).view(np.int64) & _EXPONENT).view(np.float64)
+            u = max(p, ulp_min) * ulp_scale
+            small = ay < thr
+            if small:
+                n_small += 1.0
+                small_err += 1.0 if e > small_atol else 0.0
+            else:
+                n_norm += 1.0
+                q = e / u
+                max_ulp = max(max_ulp, q)
+                beyond += 1.0 if q > 1.0 else 0.0
+            if rel:
+                if small:
+                    small_errs += 1.0 if e > rel_atol else 0.0
+                else:
+                    e2n += e * e
+                    rr = max(e - noise, 0.0) / ay
+                    reln += rr
+                    maxreln = max(maxreln, rr)
+            if flo:
+                max_u = max(max_u, u)
+                if not small:
+                    sum_u2 += u * u
+                    ur = u / ay
+                    sum_ur += ur
+                    max_ur = max(max_ur, ur)
+            if bia and not small:
+                eb = d / u
+                be += eb
+                bt += eb if y > 0 else (-eb if y < 0 else 0.0)
+                be2 += eb * eb
+        if bnd:
+            allowed = c0 + c1 * ay + c2 * u
+            if small:
+                allowed = max(allowed, s_floor) if s_keep else s_floor
+            if e > allowed:
+                bad += 1.0
+                bad_small += 1.0 if small else 0.0
+                if e > worst_err:                 # the first of equal errors stays
+                    worst_err = e
+                    worst_at = float(at + i)
+    acc[MAX_ERR], acc[MAX_REL], acc[SUM_REL], acc[SUM_ERR2] = max_err, max_rel, sum_rel, sum_err2
+    acc[MAX_ULP], acc[BEYOND_1ULP], acc[SMALL], acc[SMALL_ERR] = max_ulp, beyond, n_small, small_err
+    acc[AA], acc[GG], acc[AG], acc[POS], acc[NEG] = aa, gg, ag, pos, neg
+    acc[N_NORMAL], acc[SUM_E2_NORMAL], acc[SUM_REL_NORMAL], acc[MAX_REL_NORMAL], acc[SMALL_ERRS] = (
+        n_norm, e2n, reln, maxreln, small_errs)
+    acc[MAX_U], acc[SUM_U2], acc[SUM_UR], acc[MAX_UR] = max_u, sum_u2, sum_ur, max_ur
+    acc[BIAS_E], acc[BIAS_T], acc[BIAS_E2] = be, bt, be2
+    acc[BAD], acc[BAD_SMALL], acc[WORST_ERR], acc[WORST_AT] = bad, bad_small, worst_err, worst_at
+    acc[NONFINITE_A], acc[NONFINITE_G] = nf_a, nf_g
+
+
+_compiled = None
+
+
+def _fold():
+    """_fold_loop compiled (numba, on first use; cached on disk by numba). Imported lazily: numba's
+    import costs 0.2 s that `list` or `--help` need not pay. error_model="numpy": a division by zero
+    gives inf instead of a checked branch per division (|g| = 0 is always small, never divided by)."""
+    global _compiled
+    if _compiled is None:
+        from numba import njit
+
+        _compiled = njit(cache=True, nogil=True, error_model="numpy")(_fold_loop)
+    return _compiled
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Per element: err > c0 + c1*|g_i| + c2*ULP(g_i) is bad; a small value (|g_i| below the dtype's
+    threshold) is judged against max(that, small_floor) when keep_normal, else against small_floor."""
+
+    c0: float
+    c1: float = 0.0
+    c2: float = 0.0
+    small_floor: float = 0.0
+    keep_normal: bool = True
+
+
+class Totals:
+    """The folded statistics of n elements (slots above)."""
+
+    def __init__(self, acc: np.ndarray, n: int):
+        self.acc, self.n = acc, n
+
+    def __getitem__(self, slot: int) -> float:
+        return float(self.acc[slot])
+
+    @property
+    def bad(self) -> int:
+        return int(self.acc[BAD])
+
+    @property
+    def bad_small(self) -> int:
+        return int(self.acc[BAD_SMALL])
+
+    @property
+    def finite(self) -> bool:
+        """No NaN or inf on either side: every statistic is meaningful."""
+        return not (self.acc[NONFINITE_A] or self.acc[NONFINITE_G])
+
+    @property
+    def worst(self) -> int:
+        """Flat index (into the folded elements) of the bad element with the largest error."""
+        return int(self.acc[WORST_AT])
+
+
+def fold(a: np.ndarray, g: np.ndarray, dtype: str, *, relative: tuple[float, float] | None = None,
+         floors: bool = False, bias: bool = False, bound: Bound | None = None) -> Totals:
+    """Statistics of flat a (any dtype, converted to float64 a slice at a time) against flat float64 g
+    (NaN / inf counted: Totals.finite). `relative=(small_atol, noise)`: the relative sums (see relative()); `floors`: what
+    rounding costs at g (floors()); `bias`: the signed error sums (bias()); `bound`: bad elements."""
+    acc = np.zeros(N_SLOTS)
+    acc[MAX_ERR] = acc[MAX_REL] = -math.inf
+    acc[WORST_ERR] = -1.0
+    fp = is_float(dtype)
+    scale = minpow = thr = satol = 0.0
+    if fp:
+        fi = finfo(dtype)
+        scale, minpow = 2.0 ** -int(fi.nmant), 2.0 ** int(fi.minexp)
+        thr, satol = P.SMALL_THRESHOLD.get(dtype, 0.0), P.SMALL_ATOL.get(dtype, 0.0)
+    rel_atol, noise = relative or (0.0, 0.0)
+    b = bound or Bound(0.0)
+    g = np.asarray(g, dtype=np.float64)
+    kernel = _fold()
+    for lo in range(0, a.size, SLICE):
+        hi = min(lo + SLICE, a.size)
+        a64 = np.ascontiguousarray(a[lo:hi], dtype=np.float64)
+        kernel(a64, np.ascontiguousarray(g[lo:hi]), lo, acc, fp, scale, minpow, thr, satol,
+              relative is not None, rel_atol, noise, floors, bias, bound is not None,
+              b.c0, b.c1, b.c2, b.small_floor, b.keep_normal)
+    return Totals(acc, int(a.size))
 
 
 @dataclass(frozen=True)
@@ -38,200 +225,64 @@ class RelativeStats:
     small_errs: int
 
 
-class Chunk:
-    """One step of (a, g): float64 values, the signed and absolute error, |g|, ULP(g) in the output
-    dtype and the small-value mask (|g| below the dtype's threshold); `at` is its flat offset."""
-
-    def __init__(self, a: np.ndarray, g: np.ndarray, dtype: str, at: int = 0):
-        self.at = at
-        self.a = np.asarray(a, dtype=np.float64)
-        self.g = g
-        with np.errstate(invalid="ignore", over="ignore"):   # inf - inf where a NaN/inf sits
-            self.d = self.a - g
-        self.err = np.abs(self.d)
-        self.abs_g = np.abs(g)
-        self.u = self.small = None
-        self.any_small = False
-        if is_float(dtype):
-            self.u = ulp(g, dtype)
-            thr = P.SMALL_THRESHOLD.get(dtype)
-            self.small = self.abs_g < thr if thr is not None else np.zeros(g.shape, bool)
-            self.any_small = bool(self.small.any())
-
-    def zero_small(self, x: np.ndarray) -> np.ndarray:
-        """x with its small-value elements set to 0 (x itself when nothing is small): sums, and maxes of
-        values >= 0, over the normal domain without compacting it (a where is ~2x cheaper than a mask)."""
-        return np.where(self.small, 0.0, x) if self.any_small else x
-
-    def n_normal(self) -> int:
-        return self.g.size - (int(np.count_nonzero(self.small)) if self.any_small else 0)
-
-
-def chunks(a: np.ndarray, g: np.ndarray, dtype: str):
-    """Chunks of flat `a` (any dtype, converted per step) against flat float64 `g`."""
-    for lo in range(0, a.size, CHUNK):
-        yield Chunk(a[lo:lo + CHUNK], g[lo:lo + CHUNK], dtype, lo)
-
-
-class Worst:
-    """The element judged bad with the largest error (the first of equal ones), by flat index."""
-
-    def __init__(self):
-        self.err, self.index, self.count = -1.0, 0, 0
-
-    def add(self, c: Chunk, bad: np.ndarray) -> int:
-        k = int(np.count_nonzero(bad))
-        if k:
-            e = np.where(bad, c.err, -1.0)
-            i = int(np.argmax(e))
-            if e[i] > self.err:
-                self.err, self.index = float(e[i]), c.at + i
-        self.count += k
-        return k
-
-
 # ---- the row's metrics ------------------------------------------------------------------------
-_SUMS = ("max_err", "max_rel", "sum_rel", "sum_err2", "max_ulp", "beyond_1ulp", "small", "small_err",
-         "aa", "gg", "ag", "pos", "neg")
-
-
-def new_sums() -> dict:
-    return dict.fromkeys(_SUMS, 0) | {"max_err": -math.inf, "max_rel": -math.inf, "max_ulp": 0.0}
-
-
-def add_metrics(s: dict, c: Chunk, dtype: str) -> None:
-    """Fold one chunk into the metric sums (see metrics())."""
-    err = c.err
-    rel = err / (c.abs_g + 1e-7)
-    s["max_err"] = max(s["max_err"], float(err.max()))
-    s["max_rel"] = max(s["max_rel"], float(rel.max()))
-    s["sum_rel"] += float(rel.sum())
-    s["sum_err2"] += float(np.dot(err, err))
-    if is_float(dtype):
-        in_ulp = c.zero_small(err / c.u)          # >= 0: a zeroed small element changes no max or count
-        if in_ulp.size:
-            s["max_ulp"] = max(s["max_ulp"], float(in_ulp.max()))
-            s["beyond_1ulp"] += int(np.count_nonzero(in_ulp > 1.0))
-        if c.any_small:
-            s["small"] += int(np.count_nonzero(c.small))
-            s["small_err"] += int(np.count_nonzero(c.small & (err > P.SMALL_ATOL.get(dtype, 0.0))))
-    s["aa"] += float(np.dot(c.a, c.a))
-    s["gg"] += float(np.dot(c.g, c.g))
-    s["ag"] += float(np.dot(c.a, c.g))
-    # a > g exactly where a - g > 0: a float difference of two distinct floats is never 0
-    s["pos"] += int(np.count_nonzero(c.d > 0))
-    s["neg"] += int(np.count_nonzero(c.d < 0))
-
-
-def metrics(s: dict, n: int, dtype: str, m: dict) -> dict:
-    """The error metrics of n compared elements, from their sums, into the row dict m.
+def metrics(t: Totals, dtype: str, m: dict) -> dict:
+    """The error metrics of the folded elements, into the row dict m.
 
     max_rel_err / mere are CANN's MARE / MERE (denominator |g| + 1e-7, all elements); max_ulp and
     beyond_1ulp_frac are over the normal values (near zero the spacing is subnormal, bf16 2^-133,
     so float32 noise on a zero golden read as 1e22 ULP; small values have their own counts)."""
+    n = t.n
     if n == 0:
         return m
-    m.update(max_abs_err=s["max_err"], max_rel_err=s["max_rel"], mere=s["sum_rel"] / n,
-             rmse=math.sqrt(s["sum_err2"] / n))
+    m.update(max_abs_err=t[MAX_ERR], max_rel_err=t[MAX_REL], mere=t[SUM_REL] / n, rmse=math.sqrt(t[SUM_ERR2] / n))
     if is_float(dtype):
-        m.update(max_ulp=s["max_ulp"], beyond_1ulp_frac=s["beyond_1ulp"] / n, small_count=s["small"],
-                 small_err_count=s["small_err"], small_err_frac=s["small_err"] / s["small"] if s["small"] else 0.0)
-    na, ng = math.sqrt(s["aa"]), math.sqrt(s["gg"])
-    m["cosine"] = s["ag"] / (na * ng) if na > 0 and ng > 0 else (1.0 if na == ng else 0.0)
-    m["error_balance"] = abs(s["pos"] - s["neg"]) / n
+        small, small_err = int(t[SMALL]), int(t[SMALL_ERR])
+        m.update(max_ulp=t[MAX_ULP], beyond_1ulp_frac=t[BEYOND_1ULP] / n, small_count=small,
+                 small_err_count=small_err, small_err_frac=small_err / small if small else 0.0)
+    na, ng = math.sqrt(t[AA]), math.sqrt(t[GG])
+    m["cosine"] = t[AG] / (na * ng) if na > 0 and ng > 0 else (1.0 if na == ng else 0.0)
+    m["error_balance"] = abs(t[POS] - t[NEG]) / n
     return m
 
 
 # ---- ratios to the baseline -------------------------------------------------------------------
-def new_relative() -> dict:
-    return {"max_err": 0.0, "sum_e2": 0.0, "sum_rel": 0.0, "max_rel": 0.0, "n": 0, "small_errs": 0}
+def relative(t: Totals) -> RelativeStats:
+    """One side against the golden: max error over all elements; RMSE, MERE, MARE over the normal
+    values (msprobe drops small values from them, precision.md section 7); the count of small values
+    off by more than fold's small_atol.
+
+    fold's `noise`: an absolute error the spec allows everywhere (float32 cancellation noise,
+    OutputRule small_atol), taken off each error before the relative ones, whose denominators near
+    the small-value threshold would otherwise turn that noise into ratios of 30 (measured: NSA grad
+    dK with 99% of its values near zero, bench/verdict_calibration.py)."""
+    n = t[N_NORMAL]
+    max_err = t[MAX_ERR] if t.n else 0.0
+    if not n:
+        return RelativeStats(max_err, 0.0, 0.0, 0.0, int(t[SMALL_ERRS]))
+    return RelativeStats(max_err, math.sqrt(t[SUM_E2_NORMAL] / n), t[SUM_REL_NORMAL] / n, t[MAX_REL_NORMAL],
+                         int(t[SMALL_ERRS]))
 
 
-def add_relative(r: dict, c: Chunk, small_atol: float, noise: float = 0.0) -> None:
-    """Fold one chunk of one side (c.a against c.g) into its relative sums: max error over all
-    elements; RMSE, MERE, MARE over the normal values (msprobe drops small values from them,
-    precision.md section 7); the count of small values off by more than small_atol.
-
-    `noise`: an absolute error the spec allows everywhere (float32 cancellation noise, OutputRule
-    small_atol): it is taken off each error before the relative ones, whose denominators near the
-    small-value threshold would otherwise turn that noise into ratios of 30 (measured: NSA grad dK
-    with 99% of its values near zero, bench/verdict_calibration.py)."""
-    err = c.err
-    if err.size:
-        r["max_err"] = max(r["max_err"], float(err.max()))
-    if c.any_small:
-        r["small_errs"] += int(np.count_nonzero(c.small & (err > small_atol)))
-    n = c.n_normal()
-    if n:
-        en = c.zero_small(err)
-        with np.errstate(divide="ignore", invalid="ignore"):     # |g| = 0 only where small: zeroed
-            rel = c.zero_small((np.maximum(err - noise, 0.0) if noise else err) / c.abs_g)
-        r["sum_e2"] += float(np.dot(en, en))
-        r["sum_rel"] += float(rel.sum())
-        r["max_rel"] = max(r["max_rel"], float(rel.max()))
-        r["n"] += n
-
-
-def relative(r: dict) -> RelativeStats:
-    n = r["n"]
-    return RelativeStats(r["max_err"], math.sqrt(r["sum_e2"] / n) if n else 0.0, r["sum_rel"] / n if n else 0.0,
-                         r["max_rel"] if n else 0.0, r["small_errs"])
-
-
-def new_floors() -> dict:
-    return {"max_u": 0.0, "sum_u2": 0.0, "sum_ur": 0.0, "max_ur": 0.0, "n": 0}
-
-
-def add_floors(f: dict, c: Chunk) -> None:
-    """Fold one chunk of the golden into what correct rounding costs there (see floors())."""
-    if c.u.size:
-        f["max_u"] = max(f["max_u"], float(c.u.max()))
-    n = c.n_normal()
-    if n:
-        un = c.zero_small(c.u)
-        with np.errstate(divide="ignore", invalid="ignore"):     # |g| = 0 only where small: zeroed
-            ur = c.zero_small(c.u / c.abs_g)
-        f["sum_u2"] += float(np.dot(un, un))
-        f["sum_ur"] += float(ur.sum())
-        f["max_ur"] = max(f["max_ur"], float(ur.max()))
-        f["n"] += n
-
-
-def floors(f: dict) -> RelativeStats:
+def floors(t: Totals) -> RelativeStats:
     """What correct rounding costs (u = ULP(g)), times RATIO_FLOOR: the smallest denominators a
     ratio may use (over the same domains as the relative stats)."""
-    k, n = P.RATIO_FLOOR, f["n"]
-    return RelativeStats(k * P.ROUNDING_MAX_ULP * f["max_u"],
-                         k * P.ROUNDING_RMS_ULP * math.sqrt(f["sum_u2"] / n) if n else 0.0,
-                         k * P.ROUNDING_MEAN_ULP * f["sum_ur"] / n if n else 0.0,
-                         k * P.ROUNDING_MAX_ULP * f["max_ur"] if n else 0.0, 0)
+    k, n = P.RATIO_FLOOR, t[N_NORMAL]
+    return RelativeStats(k * P.ROUNDING_MAX_ULP * t[MAX_U],
+                         k * P.ROUNDING_RMS_ULP * math.sqrt(t[SUM_U2] / n) if n else 0.0,
+                         k * P.ROUNDING_MEAN_ULP * t[SUM_UR] / n if n else 0.0,
+                         k * P.ROUNDING_MAX_ULP * t[MAX_UR] if n else 0.0, 0)
 
 
 # ---- bias --------------------------------------------------------------------------------------
-def new_bias() -> dict:
-    return {"sum_e": 0.0, "sum_t": 0.0, "sum_e2": 0.0, "n": 0}
-
-
-def add_bias(b: dict, c: Chunk) -> None:
-    """Fold one chunk's signed errors in ULP of each element (normal values) into the bias sums."""
-    if c.u is None:
-        return
-    n = c.n_normal()
-    if n:
-        e = c.zero_small(c.d / c.u)
-        b["sum_e"] += float(e.sum())
-        b["sum_t"] += float(np.dot(np.sign(c.g), e))
-        b["sum_e2"] += float(np.dot(e, e))
-        b["n"] += n
-
-
-def bias(b: dict) -> tuple[float, float]:
-    """(bias, limit) in ULP of each element: the larger of the mean signed error and the mean error
-    signed towards |g| (a scale error), and the bound a correctly rounded result stays within."""
-    n = b["n"]
-    if n == 0:
+def bias(t: Totals) -> tuple[float, float]:
+    """(bias, limit) in ULP of each element (normal values): the larger of the mean signed error and
+    the mean error signed towards |g| (a scale error), and the bound a correctly rounded result stays
+    within."""
+    n = t[N_NORMAL]
+    if n <= 0:
         return 0.0, math.inf
-    plain, towards = b["sum_e"] / n, b["sum_t"] / n
-    sd = max(P.ROUNDING_SD_ULP, math.sqrt(max(b["sum_e2"] / n - plain * plain, 0.0)))  # heavy-tailed paths widen it
+    plain, towards = t[BIAS_E] / n, t[BIAS_T] / n
+    sd = max(P.ROUNDING_SD_ULP, math.sqrt(max(t[BIAS_E2] / n - plain * plain, 0.0)))  # heavy-tailed paths widen it
     limit = P.BIAS_ULP + P.BIAS_SIGMAS * sd / math.sqrt(n)
     return max(abs(plain), abs(towards)), limit

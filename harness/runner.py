@@ -102,10 +102,18 @@ class References:
         return self._baseline
 
 
-def _base_row(spec, case, backend_name, output, dtype, tier, seed) -> dict:
+def _base_row(spec, case, backend_name, output, dtype, tier, seed, template: dict | None = None) -> dict:
+    """A row's identity and empty metrics; `template` (from _row_template) saves rebuilding the parts
+    every row of one case on one backend shares (its params' JSON, its repro command)."""
+    r = dict(template or _row_template(spec, case, backend_name, tier, seed))
+    r["output"], r["dtype"] = output, dtype
+    return r
+
+
+def _row_template(spec, case, backend_name, tier, seed) -> dict:
     return {
         "op": spec.name, "case_id": case.id, "params": case.params_json(), "negative": case.negative,
-        "violates": case.violates, "backend": backend_name, "output": output, "dtype": dtype,
+        "violates": case.violates, "backend": backend_name, "output": None, "dtype": None,
         "tier": tier, "seed": seed, "repro": repro_command(spec.name, case, backend_name, tier, seed),
         **{k: None for k in METRIC_KEYS},
     }
@@ -117,8 +125,9 @@ def verdict_rows(spec, case, backend_name, verdict, reason, tier, seed) -> list[
     dtypes = spec.output_dtypes(case.params)
     good = GOOD_NEGATIVE if case.negative else GOOD_POSITIVE
     rows = []
+    template = _row_template(spec, case, backend_name, tier, seed)
     for out in spec.outputs:
-        r = _base_row(spec, case, backend_name, out, dtypes.get(out, ""), tier, seed)
+        r = _base_row(spec, case, backend_name, out, dtypes.get(out, ""), tier, seed, template)
         r.update(verdict=verdict, reason=reason, ok=verdict in good)
         rows.append(r)
     return rows
@@ -236,16 +245,17 @@ def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> 
     dtypes = spec.output_dtypes(case.params)
     golden = refs.golden()
     rows = []
+    template = _row_template(spec, case, backend.name, tier, seed)
     for out in spec.outputs:
         want_dtype = dtypes[out]
         if out not in outputs:
-            r = _base_row(spec, case, backend.name, out, want_dtype, tier, seed)
+            r = _base_row(spec, case, backend.name, out, want_dtype, tier, seed, template)
             r.update(verdict="fail", ok=False, reason=f"backend returned no output {out!r}")
             rows.append(r)
             continue
         actual = np.asarray(outputs[out])
         for region in spec.output_regions(case.params, inputs, out):
-            r = _base_row(spec, case, backend.name, region.label, want_dtype, tier, seed)
+            r = _base_row(spec, case, backend.name, region.label, want_dtype, tier, seed, template)
             if name_of(actual) != want_dtype:
                 r.update(verdict="fail", ok=False, reason=f"dtype {name_of(actual)}, expected {want_dtype}")
                 rows.append(r)

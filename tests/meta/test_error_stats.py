@@ -1,0 +1,113 @@
+"""The one-pass statistics loop (harness/error_stats.py) against the textbook formulas, written here
+in plain numpy over whole arrays: an independent second computation of every statistic it folds."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness import error_stats as S
+from harness import policy as P
+from harness.dtypes import cast, finfo
+
+DTYPES = ["float16", "bfloat16", "float32"]
+
+
+def _ulp_by_frexp(g, dtype):
+    """ULP of |g| in dtype from frexp (not the exponent-bit mask the loop uses)."""
+    fi = finfo(dtype)
+    _, e = np.frexp(np.abs(g))                     # |g| = m * 2**e, m in [0.5, 1)
+    power = np.where(g == 0, 0.0, np.ldexp(1.0, e - 1))
+    return np.maximum(power, 2.0 ** int(fi.minexp)) * 2.0 ** -int(fi.nmant)
+
+
+def _pair(dtype, n=5000, seed=0):
+    """A golden with a tenth of its values in the small domain and exact zeros, and a noisy actual."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(n)
+    g[::10] *= 1e-5
+    g[::97] = 0.0
+    a = cast(g + rng.standard_normal(n) * 2e-3, dtype)
+    return a, g
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fold_equals_the_formulas(dtype):
+    a, g = _pair(dtype)
+    x = a.astype(np.float64)
+    d = x - g
+    e = np.abs(d)
+    u = _ulp_by_frexp(g, dtype)
+    small = np.abs(g) < P.SMALL_THRESHOLD[dtype]
+    normal = ~small
+    atol, noise = 2.0 ** -12, 1e-4
+    bound = S.Bound(1e-3, 0.0, 0.5, atol)
+    t = S.fold(a, g, dtype, relative=(atol, noise), floors=True, bias=True, bound=bound)
+    assert t.finite and t.n == g.size
+    m = S.metrics(t, dtype, {})
+    rel = e / (np.abs(g) + 1e-7)
+    assert m["max_abs_err"] == e.max() and m["max_rel_err"] == rel.max()
+    assert m["mere"] == pytest.approx(rel.mean(), rel=1e-12)
+    assert m["rmse"] == pytest.approx(math.sqrt(np.mean(e * e)), rel=1e-12)
+    assert m["max_ulp"] == (e / u)[normal].max()
+    assert m["beyond_1ulp_frac"] == np.count_nonzero((e / u)[normal] > 1) / g.size
+    assert m["small_count"] == np.count_nonzero(small)
+    assert m["small_err_count"] == np.count_nonzero(small & (e > P.SMALL_ATOL[dtype]))
+    assert m["cosine"] == pytest.approx(x @ g / (np.linalg.norm(x) * np.linalg.norm(g)), rel=1e-12)
+    assert m["error_balance"] == abs(np.count_nonzero(d > 0) - np.count_nonzero(d < 0)) / g.size
+
+    r = S.relative(t)
+    rr = np.maximum(e - noise, 0.0)[normal] / np.abs(g[normal])
+    assert r.max_err == e.max() and r.small_errs == np.count_nonzero(small & (e > atol))
+    assert r.rmse == pytest.approx(math.sqrt(np.mean(e[normal] ** 2)), rel=1e-12)
+    assert r.mere == pytest.approx(rr.mean(), rel=1e-12) and r.mare == rr.max()
+
+    f = S.floors(t)
+    k = P.RATIO_FLOOR
+    assert f.max_err == k * P.ROUNDING_MAX_ULP * u.max()
+    assert f.rmse == pytest.approx(k * P.ROUNDING_RMS_ULP * math.sqrt(np.mean(u[normal] ** 2)), rel=1e-12)
+    assert f.mere == pytest.approx(k * P.ROUNDING_MEAN_ULP * np.mean(u[normal] / np.abs(g[normal])), rel=1e-12)
+
+    eb = d[normal] / u[normal]
+    plain, towards = eb.mean(), np.mean(np.sign(g[normal]) * eb)
+    sd = max(P.ROUNDING_SD_ULP, eb.std())
+    got_bias, got_limit = S.bias(t)
+    assert got_bias == pytest.approx(max(abs(plain), abs(towards)), rel=1e-9)
+    assert got_limit == pytest.approx(P.BIAS_ULP + P.BIAS_SIGMAS * sd / math.sqrt(normal.sum()), rel=1e-9)
+
+    allowed = np.where(small, np.maximum(1e-3 + 0.5 * u, atol), 1e-3 + 0.5 * u)
+    bad = e > allowed
+    assert t.bad == np.count_nonzero(bad) > 0 and t.bad_small == np.count_nonzero(bad & small)
+    assert t.worst == int(np.argmax(np.where(bad, e, -1.0)))
+
+
+def test_the_first_of_equal_worst_errors_is_named_and_slices_keep_their_offsets(monkeypatch):
+    monkeypatch.setattr(S, "SLICE", 7)              # many slices: the flat offset must carry over
+    g = np.zeros(50)
+    a = np.zeros(50, np.float32)
+    a[[12, 30, 41]] = [0.5, 2.0, 2.0]
+    t = S.fold(a, g, "float32", bound=S.Bound(0.1))
+    assert (t.bad, t.worst) == (3, 30)
+    assert S.metrics(t, "float32", {})["max_abs_err"] == 2.0
+
+
+def test_nan_and_inf_are_counted_on_their_side():
+    g = np.array([1.0, 2.0, np.inf, 4.0])
+    a = np.array([1.0, np.nan, 3.0, 4.0], np.float16)
+    t = S.fold(a, g, "float16")
+    assert not t.finite and (t[S.NONFINITE_A], t[S.NONFINITE_G]) == (1.0, 1.0)
+    assert S.fold(np.ones(3, np.float16), np.ones(3), "float16").finite
+
+
+def test_integer_outputs_fold_without_ulp_or_small_values():
+    g = np.arange(-5, 5, dtype=np.float64)
+    a = (np.arange(-5, 5) + np.array([0, 1] * 5)).astype(np.int8)
+    m = S.metrics(S.fold(a, g, "int8"), "int8", {})
+    assert m["max_abs_err"] == 1.0 and m["rmse"] == pytest.approx(math.sqrt(0.5))
+    assert "max_ulp" not in m and "small_count" not in m
+
+
+def test_empty_arrays_fold_to_no_metrics():
+    t = S.fold(np.zeros(0, np.float16), np.zeros(0), "float16", relative=(0.0, 0.0), floors=True)
+    assert S.metrics(t, "float16", {}) == {} and S.relative(t).max_err == 0.0 and t.bad == 0
