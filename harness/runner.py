@@ -22,7 +22,7 @@ import numpy as np
 
 from . import devcheck, golden_store, input_store
 from .compare import METRIC_KEYS, compare
-from .dtypes import cast, name_of
+from .dtypes import cast, name_of, np_dtype
 from .errors import ConstraintViolation, Declined, Rejected
 from .roofline import peak_for, percent_of_peak
 from .spec import Case, OpSpec
@@ -77,6 +77,39 @@ class References:
         self.seed = seed
         self.store = store if store is not None else (golden_store.from_env() if seed is not None else None)
         self.golden_source = self.baseline_source = None  # "store" or "computed", once used
+        # per output: its regions, and each region's part of the golden / baseline (every backend
+        # compares against the same ones: masked once per case, not once per backend)
+        self._regions: dict[str, list] = {}
+        self._parts: dict[tuple, np.ndarray | None] = {}
+
+    def regions(self, output: str) -> list:
+        if output not in self._regions:
+            self._regions[output] = self.spec.output_regions(self.case.params, self.inputs, output)
+        return self._regions[output]
+
+    def golden_part(self, output: str, i: int, dtype: str) -> np.ndarray:
+        """Region i of the golden's `output` (an exact region cast to the output dtype: a cache's
+        untouched rows are most of it, so only the region is cast)."""
+        key = ("golden", output, i)
+        if key not in self._parts:
+            region = self.regions(output)[i]
+            g = np.asarray(self.golden()[output])
+            part = g if region.mask is None else g[region.mask]
+            if region.rule.kind == "exact" and part.dtype != np.dtype(np_dtype(dtype)):
+                part = cast(part, dtype)
+            self._parts[key] = part
+        return self._parts[key]
+
+    def baseline_part(self, output: str, i: int) -> np.ndarray | None:
+        key = ("baseline", output, i)
+        if key not in self._parts:
+            bl = self.baseline()
+            region = self.regions(output)[i]
+            part = None if bl is None else np.asarray(bl[output])
+            if part is not None and region.mask is not None:
+                part = part[region.mask] if part.shape[: region.mask.ndim] == region.mask.shape else None
+            self._parts[key] = part
+        return self._parts[key]
 
     def golden(self) -> dict:
         if self._golden is None:
@@ -243,7 +276,7 @@ def _peak(backend):
 
 def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> list[dict]:
     dtypes = spec.output_dtypes(case.params)
-    golden = refs.golden()
+    refs.golden()     # first: a golden that cannot be built fails every row of the backend as "reference failed"
     rows = []
     template = _row_template(spec, case, backend.name, tier, seed)
     for out in spec.outputs:
@@ -254,32 +287,26 @@ def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> 
             rows.append(r)
             continue
         actual = np.asarray(outputs[out])
-        for region in spec.output_regions(case.params, inputs, out):
+        for i, region in enumerate(refs.regions(out)):
             r = _base_row(spec, case, backend.name, region.label, want_dtype, tier, seed, template)
             if name_of(actual) != want_dtype:
                 r.update(verdict="fail", ok=False, reason=f"dtype {name_of(actual)}, expected {want_dtype}")
                 rows.append(r)
                 continue
-            g = np.asarray(golden[out])
-            base = None
-            if region.rule.kind in BASELINE_KINDS and backend.name != BASELINE_BACKEND:
-                bl = refs.baseline()
-                base = None if bl is None else np.asarray(bl[out])
-            a_r, g_r = actual, g
-            b_r = base
+            a_r = actual
             if region.mask is not None:
                 if actual.shape[: region.mask.ndim] != region.mask.shape:
                     r.update(verdict="fail", ok=False, reason=f"shape {actual.shape} does not fit region mask "
                                                               f"{region.mask.shape}")
                     rows.append(r)
                     continue
-                a_r, g_r = actual[region.mask], g[region.mask]
-                b_r = None if base is None else base[region.mask]
-            if region.rule.kind == "exact" and g_r.dtype != actual.dtype:
-                g_r = cast(g_r, want_dtype)        # the region only: a cache's untouched rows are most of it
+                a_r = actual[region.mask]
+            g_r = refs.golden_part(out, i, want_dtype)
+            with_base = region.rule.kind in BASELINE_KINDS and backend.name != BASELINE_BACKEND
+            b_r = refs.baseline_part(out, i) if with_base else None
             c = compare(a_r, g_r, region.rule, want_dtype, b_r)
             r.update(c.metrics)
             r.update(verdict=c.verdict, reason=c.reason, ok=c.verdict in GOOD_POSITIVE,
-                     golden_source=refs.golden_source, baseline_source=refs.baseline_source if base is not None else None)
+                     golden_source=refs.golden_source, baseline_source=refs.baseline_source if b_r is not None else None)
             rows.append(r)
     return rows

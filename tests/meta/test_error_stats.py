@@ -111,3 +111,18 @@ def test_integer_outputs_fold_without_ulp_or_small_values():
 def test_empty_arrays_fold_to_no_metrics():
     t = S.fold(np.zeros(0, np.float16), np.zeros(0), "float16", relative=(0.0, 0.0), floors=True)
     assert S.metrics(t, "float16", {}) == {} and S.relative(t).max_err == 0.0 and t.bad == 0
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_floats_read_as_bits_widen_exactly_as_numpy_does(dtype):
+    """Every one of the 65536 bit patterns: the loop widens them itself (not through astype)."""
+    a = np.arange(1 << 16, dtype=np.uint16).view(cast(np.zeros(1), dtype).dtype)
+    with np.errstate(invalid="ignore"):                        # ml_dtypes warns on NaN patterns
+        g = a.astype(np.float64)
+    finite = np.isfinite(g)
+    t = S.fold(a[finite], g[finite], dtype)
+    assert t.finite and S.metrics(t, dtype, {})["max_abs_err"] == 0.0
+    signs = S.fold(a[finite], np.abs(g[finite]), dtype)          # -0.0 and negatives keep their sign
+    assert signs[S.NEG] == np.count_nonzero(g[finite] < 0)
+    t = S.fold(a, np.zeros(a.size), dtype)
+    assert t[S.NONFINITE_A] == np.count_nonzero(~finite)
