@@ -52,6 +52,7 @@ import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import ml_dtypes
@@ -93,7 +94,7 @@ PROJECT_PACKAGES = ("harness", "backends", "cases")
 class Key:
     fields: tuple  # sorted (name, value) pairs, JSON-able values
 
-    @property
+    @cached_property                     # a key is immutable; its file name is asked for on every get
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(dict(self.fields), sort_keys=True).encode()).hexdigest()
 
@@ -225,6 +226,10 @@ class BadEntry(Exception):
     """An entry that cannot be trusted; the message says what is wrong with it."""
 
 
+class NoEntry(BadEntry):
+    """No file at the entry's path (GoldenStore.get: a miss; read as a path someone listed: unreadable)."""
+
+
 class GoldenStore:
     """One store directory. Thread- and process-safe for concurrent writers: entries are immutable
     files renamed into place, and two writers of one key write the same bytes."""
@@ -240,11 +245,11 @@ class GoldenStore:
     def get(self, key: Key) -> dict | None:
         """The stored outputs of `key`, or None (a miss, or a bad entry: reported and counted)."""
         p = self.path(key)
-        if not p.is_file():
-            self.counts["miss"] += 1
-            return None
         try:
             out = read_entry(p, key)
+        except NoEntry:                  # one open() instead of a stat() first: the miss is the rare path
+            self.counts["miss"] += 1
+            return None
         except BadEntry as exc:
             kind = "stale" if str(exc).startswith("stale") else "corrupt"
             self.counts[kind] += 1
@@ -496,6 +501,8 @@ def read_entry_and_key(path: Path, key: Key | None = None, digest: str | None = 
     """(the key its header names, its outputs), checked as read_entry checks them: one read of the file."""
     try:
         buf = _read_file(path)
+    except FileNotFoundError as exc:
+        raise NoEntry(f"corrupt entry: unreadable (FileNotFoundError: {exc})") from None
     except OSError as exc:
         raise BadEntry(f"corrupt entry: unreadable ({type(exc).__name__}: {exc})") from None
     try:

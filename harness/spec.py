@@ -195,13 +195,18 @@ class Case:
     origin: str = "user"
     violates: str | None = None          # for a negative case: the constraint it breaks
     tier: str = "smoke"
+    # params_json() once: every row, store key and repro of the case asks for it (params are never
+    # changed in place once a case exists)
+    _json: str | None = field(default=None, init=False, repr=False)
 
     @property
     def negative(self) -> bool:
         return self.violates is not None
 
     def params_json(self) -> str:
-        return json.dumps(self.params, sort_keys=True, default=_json_default)
+        if self._json is None:
+            self._json = json.dumps(self.params, sort_keys=True, default=_json_default)
+        return self._json
 
     def __repr__(self) -> str:
         return f"Case({self.op}/{self.id})"

@@ -32,8 +32,10 @@ def _pair(dtype, n=5000, seed=0):
     return a, g
 
 
+@pytest.mark.parametrize("slice_elements", [S.SLICE, 512])      # one slice; ten, folded by threads
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fold_equals_the_formulas(dtype):
+def test_fold_equals_the_formulas(dtype, slice_elements, monkeypatch):
+    monkeypatch.setattr(S, "SLICE", slice_elements)
     a, g = _pair(dtype)
     x = a.astype(np.float64)
     d = x - g
@@ -126,3 +128,20 @@ def test_16_bit_floats_read_as_bits_widen_exactly_as_numpy_does(dtype):
     assert signs[S.NEG] == np.count_nonzero(g[finite] < 0)
     t = S.fold(a, np.zeros(a.size), dtype)
     assert t[S.NONFINITE_A] == np.count_nonzero(~finite)
+
+
+def test_the_answer_is_the_same_bits_on_one_thread_and_on_many(monkeypatch):
+    a, g = _pair("bfloat16", n=300_000, seed=3)
+    kw = dict(relative=(2.0 ** -14, 0.0), floors=True, bias=True, bound=S.Bound(1e-3, 0.0, 0.5, 2.0 ** -14))
+    monkeypatch.setenv("OPDIFF_FOLD_THREADS", "1")
+    one = S.fold(a, g, "bfloat16", **kw).acc
+    monkeypatch.setenv("OPDIFF_FOLD_THREADS", "4")
+    monkeypatch.setattr(S, "_executor", None)
+    many = S.fold(a, g, "bfloat16", **kw).acc
+    assert one.tobytes() == many.tobytes()
+
+
+def test_a_bad_thread_count_is_named(monkeypatch):
+    monkeypatch.setenv("OPDIFF_FOLD_THREADS", "two")
+    with pytest.raises(ValueError, match="OPDIFF_FOLD_THREADS='two'"):
+        S.fold(np.ones(1 << 17, np.float32), np.ones(1 << 17), "float32")
