@@ -1,15 +1,18 @@
 """The framework's own speed (a benchmark that prints figures; never a test).
 
     .tox/test/bin/python bench/harness_speed.py [--ops a,b] [--sections 1,2,3,4,5] [--golden-store DIR]
+                                                [--tier nightly --largest N]   (sections 3 and 4)
 
 1. smoke-tier wall time per registered op on numpy+torch (timing on, as `run` does);
 2. harness overhead per case: wall time minus the time spent inside backend calls, timing off
    (with --golden-store, also through a warm store: inputs, goldens and baselines read back),
    over every smoke case;
 3. the numpy golden of each memory-bound op (FLOPs per byte < 1) against a memcpy of the bytes
-   its `cost()` says it moves, on its smoke cases;
+   its `cost()` says it moves, on its cases of --tier (default smoke; --largest N: the N largest by
+   bytes, as the issue's targets are stated for the largest nightly cases);
 4. the numpy golden of each attention op against torch's scaled_dot_product_attention in float32
-   on the same (batch, heads, query length, kv length, head dim), where the case params name them;
+   on the same (batch, heads, query length, kv length, head dim), where the case params name them
+   (same --tier / --largest);
 5. the harness CPU timer (median of `measure`, nightly protocol) against
    torch.utils.benchmark.Timer.blocked_autorange on the same callables.
 """
@@ -144,24 +147,36 @@ def _loop(specs, backends):
             run_case(spec, c, backends, "smoke", 0, off)
 
 
-def golden_vs_memcpy(specs):
-    print("3. numpy golden of memory-bound ops vs memcpy of the bytes they move (smoke cases, medians)")
+def _cases(spec, tier, largest):
+    """Positive cases of `tier`; with `largest`, the N that move the most bytes (spec.cost)."""
+    cases = [c for c in spec.cases(tier) if not c.negative]
+    if largest and spec.cost is not None:
+        cases = sorted(cases, key=lambda c: -spec.cost(c.params)[0])[:largest]
+    return cases
+
+
+def _which(tier, largest) -> str:
+    return f"{tier} cases" + (f", the {largest} largest by bytes" if largest else "")
+
+
+def golden_vs_memcpy(specs, tier="smoke", largest=0):
+    print(f"3. numpy golden of memory-bound ops vs memcpy of the bytes they move ({_which(tier, largest)}, medians)")
     numpy_b = registry.backend("numpy")
     for spec in specs:
         if spec.cost is None:
             continue
         try:
-            cases = [c for c in spec.cases("smoke") if not c.negative]
+            cases = _cases(spec, tier, largest)
         except Exception:
             continue
-        ratios, gold_gbps = [], []
+        ratios, gold_gbps, sizes = [], [], []
         for c in cases:
             nbytes, flops = spec.cost(c.params)
             if not nbytes or flops / nbytes >= 1.0:
                 continue
             inputs = spec.make_inputs(c, 0)
             try:
-                g = _median_time(lambda: numpy_b.golden(spec, c, inputs), 5)
+                g = _median_time(lambda: numpy_b.golden(spec, c, inputs), 5 if nbytes < 1e8 else 3)
             except Exception:
                 continue
             half = max(1, int(nbytes // 2))  # cost counts read + write; a copy of half reads and writes it
@@ -170,9 +185,11 @@ def golden_vs_memcpy(specs):
             m = _median_time(lambda: np.copyto(dst, src), 9)
             ratios.append(g / m)
             gold_gbps.append(nbytes / g / 1e9)
+            sizes.append(nbytes)
         if ratios:
             print(f"   {spec.name:<32} {len(ratios):>3} cases: golden / memcpy median {np.median(ratios):8.1f}x "
-                  f"(range {min(ratios):.1f}-{max(ratios):.1f}), golden {np.median(gold_gbps):.2f} GB/s")
+                  f"(range {min(ratios):.1f}-{max(ratios):.1f}), golden {np.median(gold_gbps):.2f} GB/s; "
+                  f"largest {max(sizes) / 2**20:.0f} MiB moved: {ratios[int(np.argmax(sizes))]:.1f}x")
         else:
             print(f"   {spec.name:<32} not memory-bound (FLOPs per byte >= 1) or no runnable case")
 
@@ -188,18 +205,19 @@ def _shape(params):
     return out
 
 
-def golden_vs_sdpa(specs):
+def golden_vs_sdpa(specs, tier="smoke", largest=0):
     import torch
 
     torch.set_num_threads(1)  # 2 intra-op threads on a loaded 2-core host wait ~20 ms per barrier (see notes)
-    print("4. numpy golden of attention ops vs torch SDPA float32, 1 thread, same B, N, Sq, Skv, D (smoke cases)")
+    print(f"4. numpy golden of attention ops vs torch SDPA float32, 1 thread, same B, N, Sq, Skv, D "
+          f"({_which(tier, largest)})")
     numpy_b = registry.backend("numpy")
     for spec in specs:
         if "attention" not in spec.name:
             continue
-        ratios, skipped = [], 0
+        ratios, skipped, shapes = [], 0, []
         try:
-            cases = [c for c in spec.cases("smoke") if not c.negative]
+            cases = _cases(spec, tier, largest)
         except Exception:
             continue
         for c in cases:
@@ -221,9 +239,13 @@ def golden_vs_sdpa(specs):
             gqa = nkv != s["heads"]
             t = _median_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=gqa), 9)
             ratios.append(g / t)
+            shapes.append((s["batch"] * s["heads"] * sq * s["kv"] * s["dim"], f"B={s['batch']} N={s['heads']} "
+                           f"Sq={sq} S={s['kv']} D={s['dim']}", g, t))
         if ratios:
+            big = max(shapes)
             print(f"   {spec.name:<32} {len(ratios):>3} cases: golden / SDPA median {np.median(ratios):7.1f}x "
-                  f"(range {min(ratios):.1f}-{max(ratios):.1f})" + (f"; {skipped} cases without a mapping" if skipped else ""))
+                  f"(range {min(ratios):.1f}-{max(ratios):.1f})" + (f"; {skipped} cases without a mapping" if skipped else "")
+                  + f"; largest {big[1]}: golden {big[2] * 1e3:.1f} ms, SDPA {big[3] * 1e3:.1f} ms, {big[2] / big[3]:.2f}x")
         else:
             print(f"   {spec.name:<32} n/a: params do not name batch/heads/seq/dim (e.g. TND with per-sequence lengths)")
 
@@ -254,13 +276,17 @@ def main():
     ap.add_argument("--ops", default="all")
     ap.add_argument("--sections", default="1,2,3,4,5", help="which figures to print (comma list)")
     ap.add_argument("--golden-store", metavar="DIR", help="section 2 also with a warm store in DIR (filled first)")
+    ap.add_argument("--tier", default="smoke", help="sections 3 and 4: the tier whose cases are timed")
+    ap.add_argument("--largest", type=int, default=0, metavar="N",
+                    help="sections 3 and 4: only each op's N largest cases by bytes moved")
     args = ap.parse_args()
     want = {int(x) for x in args.sections.split(",")}
     os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
     names = registry.parse_names(args.ops, "op", registry.op_names())
     specs = [registry.op(n) for n in names]
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; ops: {', '.join(names)}")
-    steps = {1: smoke_wall, 2: lambda sp: [overhead(sp)] + ([overhead(sp, args.golden_store)] if args.golden_store else []), 3: golden_vs_memcpy, 4: golden_vs_sdpa, 5: lambda _: timer_vs_blocked_autorange()}
+    steps = {1: smoke_wall, 2: lambda sp: [overhead(sp)] + ([overhead(sp, args.golden_store)] if args.golden_store else []), 3: lambda sp: golden_vs_memcpy(sp, args.tier, args.largest),
+             4: lambda sp: golden_vs_sdpa(sp, args.tier, args.largest), 5: lambda _: timer_vs_blocked_autorange()}
     for k in sorted(want):
         steps[k](specs)
 
