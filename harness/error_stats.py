@@ -18,6 +18,7 @@ Sums run in element order, slice after slice: the same inputs give the same bits
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ import numpy as np
 
 from . import policy as P
 from .dtypes import finfo, is_float, name_of
+
+log = logging.getLogger(__name__)
 
 # Elements per call of the loop. Each slice has its own accumulator, combined in slice order, so the
 # result is the same bits however many threads fold the slices (a 64K-element slice takes ~0.3 ms:
@@ -181,7 +184,11 @@ def _fold():
         from numba.extending import overload
 
         overload(_widen)(_widen_overload)
-        _compiled = njit(cache=True, nogil=True, error_model="numpy")(_fold_loop)
+        try:
+            _compiled = njit(cache=True, nogil=True, error_model="numpy")(_fold_loop)
+        except RuntimeError as exc:      # numba finds no writable cache directory (a read-only install)
+            log.info("numba cannot cache the comparison loop (%s); compiling it in every process", exc)
+            _compiled = njit(nogil=True, error_model="numpy")(_fold_loop)
     return _compiled
 
 
