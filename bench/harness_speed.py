@@ -169,15 +169,18 @@ def golden_vs_memcpy(specs, tier="smoke", largest=0):
             cases = _cases(spec, tier, largest)
         except Exception:
             continue
-        ratios, gold_gbps, sizes = [], [], []
+        ratios, gold_gbps, sizes, compute_bound, failed = [], [], [], 0, 0
         for c in cases:
             nbytes, flops = spec.cost(c.params)
             if not nbytes or flops / nbytes >= 1.0:
+                compute_bound += 1
                 continue
             inputs = spec.make_inputs(c, 0)
             try:
                 g = _median_time(lambda: numpy_b.golden(spec, c, inputs), 5 if nbytes < 1e8 else 3)
-            except Exception:
+            except Exception as exc:
+                print(f"   {spec.name}/{c.id}: golden failed ({type(exc).__name__}: {exc}); not timed")
+                failed += 1
                 continue
             half = max(1, int(nbytes // 2))  # cost counts read + write; a copy of half reads and writes it
             src = np.ones(half, np.uint8)
@@ -189,7 +192,9 @@ def golden_vs_memcpy(specs, tier="smoke", largest=0):
         if ratios:
             print(f"   {spec.name:<32} {len(ratios):>3} cases: golden / memcpy median {np.median(ratios):8.1f}x "
                   f"(range {min(ratios):.1f}-{max(ratios):.1f}), golden {np.median(gold_gbps):.2f} GB/s; "
-                  f"largest {max(sizes) / 2**20:.0f} MiB moved: {ratios[int(np.argmax(sizes))]:.1f}x")
+                  f"largest {max(sizes) / 2**20:.0f} MiB moved: {ratios[int(np.argmax(sizes))]:.1f}x"
+                  + (f"; {compute_bound} compute-bound case(s) left out" if compute_bound else "")
+                  + (f"; {failed} failed" if failed else ""))
         else:
             print(f"   {spec.name:<32} not memory-bound (FLOPs per byte >= 1) or no runnable case")
 
