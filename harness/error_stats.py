@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import policy as P
+from . import widen
 from .dtypes import finfo, is_float, name_of
 
 log = logging.getLogger(__name__)
@@ -156,18 +157,12 @@ def _widen_overload(v, fmt):
 
     if not (isinstance(v, types.Integer) and v.bitwidth == 16 and not v.signed):
         return lambda v, fmt: np.float64(v)
+    half, _ = widen.compiled()
 
     def from_bits(v, fmt):
-        h = np.int64(v)
         if fmt == BF16_BITS:                               # bfloat16: the top half of a float32
-            return np.float64(np.uint32(h << 16).view(np.float32))
-        sign = -1.0 if h & 0x8000 else 1.0
-        ex, man = (h >> 10) & 0x1F, h & 0x3FF
-        if ex == 0:                                        # zero and subnormals: man * 2**-24, exact
-            return sign * (man * 5.9604644775390625e-08)
-        if ex == 31:
-            return sign * np.inf if man == 0 else np.nan
-        return sign * np.int64(((ex + 1008) << 52) | (man << 42)).view(np.float64)   # rebias 15 -> 1023
+            return np.float64(np.uint32(np.int64(v) << 16).view(np.float32))
+        return half(v)
     return from_bits
 
 
