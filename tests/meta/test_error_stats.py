@@ -145,3 +145,27 @@ def test_a_bad_thread_count_is_named(monkeypatch):
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "two")
     with pytest.raises(ValueError, match="OPDIFF_FOLD_THREADS='two'"):
         S.fold(np.ones(1 << 17, np.float32), np.ones(1 << 17), "float32")
+
+
+def test_without_a_writable_numba_cache_the_loop_compiles_uncached(monkeypatch, caplog):
+    """numba raises RuntimeError at decoration when no cache directory is writable (a read-only
+    install): the comparison must still run, compiled in the process."""
+    import numba
+
+    from harness import widen
+
+    real = numba.njit
+
+    def njit(*args, **kw):
+        if kw.get("cache"):
+            raise RuntimeError("cannot cache function '_fold_loop': no locator available for file")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    monkeypatch.setattr(S, "_compiled", None)
+    monkeypatch.setattr(widen, "_loop", None)
+    monkeypatch.setattr(widen, "half_bits", None)
+    with caplog.at_level("INFO"):
+        t = S.fold(np.array([1.0, 2.0], np.float16), np.array([1.0, 2.5]), "float16")
+    assert S.metrics(t, "float16", {})["max_abs_err"] == 0.5
+    assert "compiling it in every process" in caplog.text
