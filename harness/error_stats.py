@@ -268,27 +268,28 @@ class Totals:
 
     def __init__(self, acc: np.ndarray, n: int):
         self.acc, self.n = acc, n
+        self._v = acc.tolist()           # Python floats: the policy reads ~25 slots per fold
 
     def __getitem__(self, slot: int) -> float:
-        return float(self.acc[slot])
+        return self._v[slot]
 
     @property
     def bad(self) -> int:
-        return int(self.acc[BAD])
+        return int(self._v[BAD])
 
     @property
     def bad_small(self) -> int:
-        return int(self.acc[BAD_SMALL])
+        return int(self._v[BAD_SMALL])
 
     @property
     def finite(self) -> bool:
         """No NaN or inf on either side: every statistic is meaningful."""
-        return not (self.acc[NONFINITE_A] or self.acc[NONFINITE_G])
+        return not (self._v[NONFINITE_A] or self._v[NONFINITE_G])
 
     @property
     def worst(self) -> int:
         """Flat index (into the folded elements) of the bad element with the largest error."""
-        return int(self.acc[WORST_AT])
+        return int(self._v[WORST_AT])
 
 
 _EMPTY = np.zeros(N_SLOTS)                 # an accumulator before any element
