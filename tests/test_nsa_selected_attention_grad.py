@@ -2,6 +2,7 @@
 conventions, exact zeros on unselected rows, and rejection of every documented constraint."""
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
@@ -197,3 +198,21 @@ def test_data_level_checks(name):
     with pytest.raises(ConstraintViolation) as exc:
         SPEC.validate(case.params, _mutations()[name](inputs))
     assert exc.value.constraint == name
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_max_abs_on_bit_patterns_equals_the_float_max(dtype):
+    """cancellation_noise's max|x| on 16-bit bit patterns: every finite pattern, inf, NaN."""
+    from cases.nsa_selected_attention_grad import _max_abs
+    from harness.dtypes import np_dtype
+
+    every = np.arange(1 << 16, dtype=np.uint16).view(np_dtype(dtype))
+    wide = every.astype(np.float32)
+    finite = every[np.isfinite(wide)]
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        x = rng.choice(finite, 40)
+        assert _max_abs(x) == float(np.abs(x.astype(np.float32)).max())
+    assert _max_abs(finite) == float(np.abs(wide[np.isfinite(wide)]).max())
+    assert _max_abs(np.array([1.0, -np.inf], np.float32).astype(np_dtype(dtype))) == np.inf
+    assert math.isnan(_max_abs(every))
