@@ -1,6 +1,7 @@
 """The framework's own speed (a benchmark that prints figures; never a test).
 
     .tox/test/bin/python bench/harness_speed.py [--ops a,b] [--sections 1,2,3,4,5] [--golden-store DIR]
+                                                [--repeat N]                    (section 2)
                                                 [--tier nightly --largest N]   (sections 3 and 4)
 
 1. smoke-tier wall time per registered op on numpy+torch (timing on, as `run` does);
@@ -88,7 +89,7 @@ class _Clock:
         setattr(obj, name, timed)
 
 
-def overhead(specs, store_dir=None):
+def overhead(specs, store_dir=None, repeat=1):
     if store_dir:
         # a run with a golden store, as `run --golden-store` on an NPU node: a first pass fills it
         # (inputs, goldens, baselines; untimed), the measured pass reads them
@@ -116,21 +117,25 @@ def overhead(specs, store_dir=None):
             continue
     for b in backends:
         b.available()
-    clock.inside = 0.0
-    n = 0
-    with tempfile.TemporaryDirectory(prefix="opdiff-bench-rows-") as tmp:
-        # rows are written as `run` writes them (JSONL, flushed per case): writing is harness time too
-        writer = RunWriter(Path(tmp) / "run", {"command": ["bench/harness_speed.py"], "tier": "smoke", "seed": 0})
-        t0 = time.perf_counter()
-        for spec, c in plan:
-            res = run_case(spec, c, backends, "smoke", 0, off)
-            writer.append(res.rows, res.samples)
-            n += 1
-        wall = time.perf_counter() - t0
-        writer.finish({})
-    print(f"   {n} cases x 2 backends: wall {wall:.2f} s, inside backends {clock.inside:.2f} s, "
-          f"harness {1e3 * (wall - clock.inside) / max(n, 1):.2f} ms per case "
-          f"(input building, comparison, result rows, writing them)")
+    per_case = []
+    for rep in range(repeat):        # this host's figures vary by +-15% run to run: --repeat shows the spread
+        clock.inside = 0.0
+        with tempfile.TemporaryDirectory(prefix="opdiff-bench-rows-") as tmp:
+            # rows are written as `run` writes them (JSONL, flushed per case): writing is harness time too
+            writer = RunWriter(Path(tmp) / "run", {"command": ["bench/harness_speed.py"], "tier": "smoke", "seed": 0})
+            t0 = time.perf_counter()
+            for spec, c in plan:
+                res = run_case(spec, c, backends, "smoke", 0, off)
+                writer.append(res.rows, res.samples)
+            wall = time.perf_counter() - t0
+            writer.finish({})
+        n = len(plan)
+        per_case.append(1e3 * (wall - clock.inside) / max(n, 1))
+        print(f"   {n} cases x 2 backends: wall {wall:.2f} s, inside backends {clock.inside:.2f} s, "
+              f"harness {per_case[-1]:.2f} ms per case (input building, comparison, result rows, writing them)")
+    if repeat > 1:
+        print(f"   over {repeat} passes: median {np.median(per_case):.2f} ms per case, "
+              f"range {min(per_case):.2f}-{max(per_case):.2f}")
     for b in backends:  # undo the wrappers (instances are cached by the registry)
         for m in ("prepare", "launch", "fetch", "synchronize", "golden"):
             b.__dict__.pop(m, None)
@@ -281,6 +286,7 @@ def main():
     ap.add_argument("--ops", default="all")
     ap.add_argument("--sections", default="1,2,3,4,5", help="which figures to print (comma list)")
     ap.add_argument("--golden-store", metavar="DIR", help="section 2 also with a warm store in DIR (filled first)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="section 2: measured passes (median, range)")
     ap.add_argument("--tier", default="smoke", help="sections 3 and 4: the tier whose cases are timed")
     ap.add_argument("--largest", type=int, default=0, metavar="N",
                     help="sections 3 and 4: only each op's N largest cases by bytes moved")
@@ -290,8 +296,14 @@ def main():
     names = registry.parse_names(args.ops, "op", registry.op_names())
     specs = [registry.op(n) for n in names]
     print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; ops: {', '.join(names)}")
-    steps = {1: smoke_wall, 2: lambda sp: [overhead(sp)] + ([overhead(sp, args.golden_store)] if args.golden_store else []), 3: lambda sp: golden_vs_memcpy(sp, args.tier, args.largest),
-             4: lambda sp: golden_vs_sdpa(sp, args.tier, args.largest), 5: lambda _: timer_vs_blocked_autorange()}
+    steps = {
+        1: smoke_wall,
+        2: lambda sp: [overhead(sp, None, args.repeat)]
+        + ([overhead(sp, args.golden_store, args.repeat)] if args.golden_store else []),
+        3: lambda sp: golden_vs_memcpy(sp, args.tier, args.largest),
+        4: lambda sp: golden_vs_sdpa(sp, args.tier, args.largest),
+        5: lambda _: timer_vs_blocked_autorange(),
+    }
     for k in sorted(want):
         steps[k](specs)
 
