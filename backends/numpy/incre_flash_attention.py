@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cases._ifa_windows import kv_windows   # the spec's window rule (its regions read it too)
-from harness.widen import widen
+from harness.half import widen
 
 CHUNK_ELEMS = 1 << 22     # float64 K/V elements upcast at once (32 MiB per temporary)
 MASK_FILL = -1e12          # ops.md #5: masked scores are set to -1e12 (kernel SelectWithBytesMask, golden)

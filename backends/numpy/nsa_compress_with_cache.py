@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from cases.nsa_compress_with_cache import triggered
-from harness.widen import widen
+from harness.half import widen
 
 
 def windows(inputs, page: int):

@@ -152,7 +152,7 @@ def test_without_a_writable_numba_cache_the_loop_compiles_uncached(monkeypatch, 
     install): the comparison must still run, compiled in the process."""
     import numba
 
-    from harness import widen
+    from harness import half
 
     real = numba.njit
 
@@ -163,8 +163,8 @@ def test_without_a_writable_numba_cache_the_loop_compiles_uncached(monkeypatch, 
 
     monkeypatch.setattr(numba, "njit", njit)
     monkeypatch.setattr(S, "_compiled", None)
-    monkeypatch.setattr(widen, "_loop", None)
-    monkeypatch.setattr(widen, "half_bits", None)
+    monkeypatch.setattr(half, "_loops", None)
+    monkeypatch.setattr(half, "half_bits", None)
     with caplog.at_level("INFO"):
         t = S.fold(np.array([1.0, 2.0], np.float16), np.array([1.0, 2.5]), "float16")
     assert S.metrics(t, "float16", {})["max_abs_err"] == 0.5
