@@ -91,35 +91,31 @@ def compiled():
     return half_bits, _loops[0], _loops[1]
 
 
-def _same_order(x: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray] | None:
-    """(an empty array like x in `dtype` laid out as astype lays it out (order "K"), its flat view);
-    None where that array is not dense in that order (then astype itself is used)."""
-    out = np.empty_like(x, dtype=dtype)
+def _convert(x, source, target, which: int) -> np.ndarray:
+    """x.astype(target) through compiled loop `which` (1: widen, 2: narrow) where x is `source`: the
+    result laid out as astype lays it out (order "K"), x's elements fed in that same order (a copy
+    only where x is not dense). Anything else, and a layout that is not dense, goes to astype."""
+    x = np.asarray(x)
+    if x.dtype != source or x.size == 0:
+        return x.astype(target)
+    out = np.empty_like(x, dtype=target)
     flat = out.ravel(order="K")
-    return (out, flat) if np.shares_memory(flat, out) else None
+    if not np.shares_memory(flat, out):
+        return x.astype(target)
+    src, dst = x.ravel(order="K"), flat
+    if which == 1:                       # the float16 side is read or written as its bits
+        src = src.view(np.uint16)
+    else:
+        dst = dst.view(np.uint16)
+    compiled()[which](src, dst)
+    return out
 
 
 def widen(x) -> np.ndarray:
     """np.asarray(x).astype(np.float64), bit for bit and in the same memory order."""
-    x = np.asarray(x)
-    if x.dtype != np.float16 or x.size == 0:
-        return x.astype(np.float64)
-    target = _same_order(x, np.float64)
-    if target is None:
-        return x.astype(np.float64)
-    _, loop, _ = compiled()
-    loop(x.ravel(order="K").view(np.uint16), target[1])   # x's elements in the same order
-    return target[0]
+    return _convert(x, np.float16, np.float64, 1)
 
 
 def narrow(x) -> np.ndarray:
     """float64 np.asarray(x).astype(np.float16), bit for bit and in the same memory order."""
-    x = np.asarray(x)
-    if x.dtype != np.float64 or x.size == 0:
-        return x.astype(np.float16)
-    target = _same_order(x, np.float16)
-    if target is None:
-        return x.astype(np.float16)
-    _, _, loop = compiled()
-    loop(x.ravel(order="K"), target[1].view(np.uint16))
-    return target[0]
+    return _convert(x, np.float64, np.float16, 2)
