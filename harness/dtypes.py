@@ -78,7 +78,9 @@ def cast(x: np.ndarray, name: str) -> np.ndarray:
     return a.astype(np_dtype(name))
 
 
-_EXPONENT_BITS = np.uint64(0x7FF0000000000000)
+#: a float64's exponent bits (harness.error_stats takes ULPs the same way in its compiled loop)
+EXPONENT_MASK = 0x7FF0000000000000
+_EXPONENT_BITS = np.uint64(EXPONENT_MASK)
 
 
 def ulp(x, name: str) -> np.ndarray:

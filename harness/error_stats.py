@@ -19,7 +19,6 @@ same inputs give the same bits on any machine, on one thread or many.
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import policy as P
-from . import half
-from .dtypes import finfo, is_float, name_of
+from . import half, jit
+from .dtypes import EXPONENT_MASK, finfo, is_float, name_of
 
-log = logging.getLogger(__name__)
 
 # Elements per call of the loop. Each slice has its own accumulator, combined in slice order, so the
 # result is the same bits however many threads fold the slices (a 64K-element slice takes ~0.3 ms:
@@ -50,7 +48,6 @@ N_SLOTS = 31
 _MAXES = [MAX_ERR, MAX_REL, MAX_ULP, MAX_REL_NORMAL, MAX_U, MAX_UR]
 _SUMS = [k for k in range(N_SLOTS) if k not in _MAXES and k not in (WORST_ERR, WORST_AT)]
 
-_EXPONENT = 0x7FF0000000000000
 
 
 # The loop's settings, packed into one float64 array (one argument: numba checks the type of every
@@ -102,7 +99,7 @@ def _fold_loop(a, g, acc, prm):
         small = False
         u = 0.0
         if is_fp:
-            p = np.int64(np.float64(ay).view(np.int64) & _EXPONENT).view(np.float64)
+            p = np.int64(np.float64(ay).view(np.int64) & EXPONENT_MASK).view(np.float64)
             u = max(p, ulp_min) * ulp_scale
             small = ay < thr
             if small:
@@ -182,20 +179,14 @@ _compiled = None
 
 
 def _fold():
-    """_fold_loop compiled (numba, on first use; cached on disk by numba). Imported lazily: numba's
-    import costs 0.2 s that `list` or `--help` need not pay. error_model="numpy": a division by zero
-    gives inf instead of a checked branch per division (|g| = 0 is always small, never divided by)."""
+    """_fold_loop compiled on first use (harness.jit), its float16 reads through harness.half.
+    (error_model="numpy" costs no checked branch per division; |g| = 0 is always small, never divided by.)"""
     global _compiled
     if _compiled is None:
-        from numba import njit
         from numba.extending import overload
 
         overload(_widen)(_widen_overload)
-        try:
-            _compiled = njit(cache=True, nogil=True, error_model="numpy")(_fold_loop)
-        except RuntimeError as exc:      # numba finds no writable cache directory (a read-only install)
-            log.info("numba cannot cache the comparison loop (%s); compiling it in every process", exc)
-            _compiled = njit(nogil=True, error_model="numpy")(_fold_loop)
+        _compiled = jit.compiled(_fold_loop, "the comparison loop")
     return _compiled
 
 

@@ -59,6 +59,7 @@ import ml_dtypes
 import numpy as np
 
 from .dtypes import name_of, np_dtype
+from .half import widen
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ def narrowed(a: np.ndarray) -> Narrowed | None:
 
 def widened(narrow: np.ndarray, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The float64 array a Narrowed stands for (flat)."""
-    out = narrow.astype(np.float64)
+    out = widen(narrow)                  # astype(float64) bit for bit; float16 4x faster (harness.half)
     # the residual's bits are copied, not its values: no float operation touches a NaN's payload
     out.view(np.uint64)[index] = values.view(np.uint64)
     return out

@@ -14,11 +14,9 @@ Other dtypes go through astype (bfloat16 and float32 are already fast there).
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
-log = logging.getLogger(__name__)
+from . import jit
 
 _SUBNORMAL_STEP = 2.0 ** -24          # float16's subnormal spacing: an exact float64
 _SUBNORMAL_COUNT = 2.0 ** 24          # x / 2**-24, exact
@@ -72,22 +70,11 @@ _loops = None
 
 
 def compiled():
-    """(half_bits, the widening loop, the narrowing loop), compiled by numba on first use (cached on
-    disk where it can be)."""
+    """(half_bits, the widening loop, the narrowing loop), compiled on first use (harness.jit)."""
     global half_bits, narrow_bits, _loops
     if _loops is None:
-        from numba import njit
-
-        opts = dict(nogil=True, error_model="numpy")
-        try:
-            jit = njit(cache=True, **opts)
-            half_bits, narrow_bits = jit(_half_bits), jit(_narrow_bits)
-            _loops = (jit(_widen_loop), jit(_narrow_loop))
-        except RuntimeError as exc:          # no writable cache directory (a read-only install)
-            log.info("numba cannot cache the float16 conversion (%s); compiling it in every process", exc)
-            jit = njit(**opts)
-            half_bits, narrow_bits = jit(_half_bits), jit(_narrow_bits)
-            _loops = (jit(_widen_loop), jit(_narrow_loop))
+        half_bits, narrow_bits = (jit.compiled(f, "the float16 conversion") for f in (_half_bits, _narrow_bits))
+        _loops = tuple(jit.compiled(f, "the float16 conversion") for f in (_widen_loop, _narrow_loop))
     return half_bits, _loops[0], _loops[1]
 
 

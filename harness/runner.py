@@ -95,7 +95,7 @@ class References:
             region = self.regions(output)[i]
             g = np.asarray(self.golden()[output])
             part = g if region.mask is None else g[region.mask]
-            if region.rule.kind == "exact" and part.dtype != np.dtype(np_dtype(dtype)):
+            if region.rule.kind == "exact" and part.dtype != np_dtype(dtype):
                 part = cast(part, dtype)
             self._parts[key] = part
         return self._parts[key]
