@@ -264,7 +264,7 @@ def _elementwise(actual, golden, a, g, index, m, dtype, rule: OutputRule) -> Com
     else:
         small_bound = P.SMALL_ATOL.get(dtype, 0.0)
         small_text = "the small-value bound"
-    t = S.fold(a, g, dtype, bias=True, bound=S.Bound(slack, rtol, 0.0, small_bound, keep_normal=False))
+    t = S.fold(a, g, dtype, bound=S.Bound(slack, rtol, 0.0, small_bound, keep_normal=False))
     if not t.finite:
         return None
     S.metrics(t, dtype, m)
@@ -295,7 +295,7 @@ def _reduction(actual, golden, a, g, b, index, m, dtype, rule: OutputRule) -> Co
     small_atol = max(rule.small_atol or 0.0, P.SMALL_ATOL[dtype])   # an opt-in only ever loosens
     noise = rule.small_atol or 0.0
     side = (small_atol, noise)
-    tb = S.fold(b, g, dtype, relative=side, floors=True)   # the baseline and the golden first: the bound needs them
+    tb = S.fold(b, g, dtype, relative=side)   # the baseline and the golden first: the bound needs them
     if tb[S.NONFINITE_G]:
         return None
     if tb[S.NONFINITE_A]:                # a baseline with its own NaN/inf is no yardstick

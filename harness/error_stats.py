@@ -5,17 +5,20 @@ Every statistic the policy reads is a max, a sum or a count of per-element terms
 relative size, its size in ULP of g_i, whether it is beyond a bound), so one compiled loop folds an
 element into all of them at once: `fold(a, g, dtype, ...)` returns a Totals. The loop is numba's, so
 the float64 temporaries that a numpy expression per statistic would stream through memory (a dozen
-passes, 27 ns per element) never exist (5 ns per element, bench/harness_speed.py section 2).
+passes, 27 ns per element) never exist; and it has no branch, so LLVM vectorizes it (2.7 ns per
+element with every statistic, against 11 to 17 ns for the scalar loop with branches before it).
 
-    fold(a, g, dtype, relative=, floors=, bias=, bound=) -> Totals (a, g flat; a in any dtype)
+    fold(a, g, dtype, relative=, bound=) -> Totals (a, g flat; a in any dtype)
     metrics(t, dtype, m)      -> the row's error metrics (max / rel / RMSE / ULP / small values ...)
     relative(t)               -> RelativeStats of one side against the golden (the ratios' numerators)
     floors(t)                 -> what correct rounding costs (the ratios' floors)
     bias(t)                   -> the mean signed error in ULP and its bound
     t.bad, t.bad_small, t.worst -> elements beyond the bound, those of them small, the worst one's index
 
-Sums run in element order within a slice of SLICE elements, and slices combine in slice order: the
-same inputs give the same bits on any machine, on one thread or many.
+Within a slice of SLICE elements the sums run in the vectorized loop's order (fixed by the compiled
+code for this CPU), and slices combine in slice order: the same inputs give the same bits on one
+thread or many. Maxes and counts are exact in any order; a sum may differ in its last bits on a CPU
+of another vector width.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from .dtypes import EXPONENT_MASK, finfo, is_float, name_of
 
 
 # Elements per call of the loop. Each slice has its own accumulator, combined in slice order, so the
-# result is the same bits however many threads fold the slices (a 64K-element slice takes ~0.3 ms:
+# result is the same bits however many threads fold the slices (a 64K-element slice takes ~0.2 ms:
 # a thread's hand-off, ~20 us, is small beside it; a smaller one would tie the answer to less).
 SLICE = 1 << 16
 
@@ -52,154 +55,187 @@ _SUMS = [k for k in range(N_SLOTS) if k not in _MAXES and k not in (WORST_ERR, W
 
 # The loop's settings, packed into one float64 array (one argument: numba checks the type of every
 # argument on each call, 0.5 us apiece, and a smoke output folds in a few microseconds).
-(P_FMT, P_AT, P_IS_FP, P_ULP_SCALE, P_ULP_MIN, P_THR, P_SMALL_ATOL, P_REL, P_REL_ATOL, P_NOISE, P_FLOORS,
- P_BIAS, P_BOUND, P_C0, P_C1, P_C2, P_S_FLOOR, P_S_KEEP) = range(18)
-N_SETTINGS = 18
+(P_ULP_SCALE, P_ULP_MIN, P_THR, P_SMALL_ATOL, P_REL_ATOL, P_NOISE, P_C0, P_C1, P_C2, P_S_FLOOR,
+ P_S_KEEP) = range(11)
+N_SETTINGS = 11
+
+
+def _element_terms(x, y, ulp_scale, ulp_min, thr, small_atol, rel_atol, noise, c0, c1, c2, s_floor, s_keep):
+    """Every per-element term of a[i] = x against g[i] = y (float64), without a branch.
+
+    Compiled without fast-math (exact IEEE arithmetic, the same bits in the vector loop and in
+    _worst_loop): only the sums of _fold_loop may be reordered. The normal-domain terms of a small
+    value are selected to 0 (its 0 / 0 and x / 0 are computed and dropped: selects, not branches).
+
+    ULP of g_i in the output dtype: the float64 exponent bits of |g_i| (2**floor(log2|g_i|)), at least
+    the dtype's smallest normal, times 2**-nmant; a power of two, so err / u is exact. A dtype with
+    no ULP (integers) has ulp_scale 0 and threshold 0: no small values, and ULP terms nobody reads."""
+    nf_x = np.float64(x - x != 0.0)              # x - x is NaN exactly where x is NaN or inf
+    nf_y = np.float64(y - y != 0.0)
+    d = x - y
+    e = abs(d)
+    ay = abs(y)
+    r = e / (ay + 1e-7)                          # CANN's MARE / MERE denominator
+    p = np.int64(np.float64(ay).view(np.int64) & EXPONENT_MASK).view(np.float64)
+    u = max(p, ulp_min) * ulp_scale
+    small = ay < thr
+    sm = np.float64(small)
+    q = 0.0 if small else e / u
+    rr = 0.0 if small else max(e - noise, 0.0) / ay
+    ur = 0.0 if small else u / ay
+    eb = 0.0 if small else d / u
+    towards = eb if y > 0 else -eb               # y = 0 is small: eb is 0 there
+    allowed = c0 + c1 * ay + c2 * u
+    if small:
+        allowed = max(allowed, s_floor) if s_keep else s_floor
+    bad = e > allowed
+    return (nf_x, nf_y, e, r, e * e, x * x, y * y, x * y, np.float64(d > 0), np.float64(d < 0), sm,
+            sm * np.float64(e > small_atol), 1.0 - sm, q, np.float64(q > 1.0), sm * np.float64(e > rel_atol),
+            (1.0 - sm) * (e * e), rr, u, 0.0 if small else u * u, ur, eb, towards, eb * eb, np.float64(bad),
+            sm * np.float64(bad))
 
 
 def _fold_loop(a, g, acc, prm):
-    """Fold elements a[i] vs g[i] (float64; flat offset prm[P_AT]) into acc (see the slots). NaN and
-    inf are counted (NONFINITE_A / _G); the other statistics are then meaningless, and the caller
+    """Fold elements a[i] vs g[i] (float64) into acc (see the slots; WORST_* are _worst_loop's). NaN
+    and inf are counted (NONFINITE_A / _G); the other statistics are then meaningless, and the caller
     filters them out and folds again.
 
-    ULP of g_i in the output dtype: the float64 exponent bits of |g_i| (2**floor(log2|g_i|)), at least
-    the dtype's smallest normal, times 2**-nmant; a power of two, so err / u is exact."""
-    fmt, at, is_fp = int(prm[P_FMT]), int(prm[P_AT]), prm[P_IS_FP] != 0.0
+    Compiled with fast-math "reassoc" only, so that LLVM vectorizes the sums (4 or 8 partial sums
+    per statistic, as the host's vector width decides; 2.7 instead of 13 ns per element here). The
+    maxes are integer maxes of the bit patterns (non-negative floats order as their bits), exact in
+    any order. So the same inputs give the same bits on one machine however many threads fold them;
+    another CPU may differ in a sum's last bits."""
     ulp_scale, ulp_min, thr, small_atol = prm[P_ULP_SCALE], prm[P_ULP_MIN], prm[P_THR], prm[P_SMALL_ATOL]
-    rel, rel_atol, noise = prm[P_REL] != 0.0, prm[P_REL_ATOL], prm[P_NOISE]
-    flo, bia, bnd = prm[P_FLOORS] != 0.0, prm[P_BIAS] != 0.0, prm[P_BOUND] != 0.0
+    rel_atol, noise = prm[P_REL_ATOL], prm[P_NOISE]
     c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
-    max_err, max_rel, sum_rel, sum_err2 = acc[MAX_ERR], acc[MAX_REL], acc[SUM_REL], acc[SUM_ERR2]
-    max_ulp, beyond, n_small, small_err = acc[MAX_ULP], acc[BEYOND_1ULP], acc[SMALL], acc[SMALL_ERR]
-    aa, gg, ag, pos, neg = acc[AA], acc[GG], acc[AG], acc[POS], acc[NEG]
-    n_norm, e2n, reln, maxreln, small_errs = (acc[N_NORMAL], acc[SUM_E2_NORMAL], acc[SUM_REL_NORMAL],
-                                              acc[MAX_REL_NORMAL], acc[SMALL_ERRS])
-    max_u, sum_u2, sum_ur, max_ur = acc[MAX_U], acc[SUM_U2], acc[SUM_UR], acc[MAX_UR]
-    be, bt, be2 = acc[BIAS_E], acc[BIAS_T], acc[BIAS_E2]
-    bad, bad_small, worst_err, worst_at = acc[BAD], acc[BAD_SMALL], acc[WORST_ERR], acc[WORST_AT]
-    nf_a, nf_g = acc[NONFINITE_A], acc[NONFINITE_G]
+    nf_a = nf_g = sum_rel = sum_err2 = aa = gg = ag = pos = neg = n_small = small_err = 0.0
+    n_norm = beyond = small_errs = e2n = reln = sum_u2 = sum_ur = be = bt = be2 = bad = bad_small = 0.0
+    m_err = m_rel = m_ulp = m_reln = m_u = m_ur = np.int64(0)
     for i in range(a.size):
-        x = _widen(a[i], fmt)
-        y = g[i]
-        nf_a += np.float64(x - x != 0.0)          # x - x is NaN exactly where x is NaN or inf
-        nf_g += np.float64(y - y != 0.0)
-        d = x - y
-        e = abs(d)
-        ay = abs(y)
-        max_err = max(max_err, e)
-        r = e / (ay + 1e-7)                       # CANN's MARE / MERE denominator
-        max_rel = max(max_rel, r)
+        (fa, fg, e, r, ee, xx, yy, xy, dp, dn, sm, se, nm, q, by, ses, een, rr, u, uu, ur, eb, tw, ebb, bd,
+         bds) = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
+                         c0, c1, c2, s_floor, s_keep)
+        nf_a += fa
+        nf_g += fg
+        m_err = max(m_err, np.float64(e).view(np.int64))
+        m_rel = max(m_rel, np.float64(r).view(np.int64))
         sum_rel += r
-        sum_err2 += e * e
-        aa += x * x
-        gg += y * y
-        ag += x * y
-        pos += np.float64(d > 0)                  # a float difference of two distinct floats is never 0;
-        neg += np.float64(d < 0)                  # 0/1, not a branch: the sign is random (half mispredicted)
-        small = False
-        u = 0.0
-        if is_fp:
-            p = np.int64(np.float64(ay).view(np.int64) & EXPONENT_MASK).view(np.float64)
-            u = max(p, ulp_min) * ulp_scale
-            small = ay < thr
-            if small:
-                n_small += 1.0
-                small_err += 1.0 if e > small_atol else 0.0
-            else:
-                n_norm += 1.0
-                q = e / u
-                max_ulp = max(max_ulp, q)
-                beyond += 1.0 if q > 1.0 else 0.0
-            if rel:
-                if small:
-                    small_errs += 1.0 if e > rel_atol else 0.0
-                else:
-                    e2n += e * e
-                    rr = max(e - noise, 0.0) / ay
-                    reln += rr
-                    maxreln = max(maxreln, rr)
-            if flo:
-                max_u = max(max_u, u)
-                if not small:
-                    sum_u2 += u * u
-                    ur = u / ay
-                    sum_ur += ur
-                    max_ur = max(max_ur, ur)
-            if bia and not small:
-                eb = d / u
-                be += eb
-                bt += eb if y > 0 else (-eb if y < 0 else 0.0)
-                be2 += eb * eb
-        if bnd:
-            allowed = c0 + c1 * ay + c2 * u
-            if small:
-                allowed = max(allowed, s_floor) if s_keep else s_floor
-            if e > allowed:
-                bad += 1.0
-                bad_small += 1.0 if small else 0.0
-                if e > worst_err:                 # the first of equal errors stays
-                    worst_err = e
-                    worst_at = float(at + i)
-    acc[MAX_ERR], acc[MAX_REL], acc[SUM_REL], acc[SUM_ERR2] = max_err, max_rel, sum_rel, sum_err2
-    acc[MAX_ULP], acc[BEYOND_1ULP], acc[SMALL], acc[SMALL_ERR] = max_ulp, beyond, n_small, small_err
-    acc[AA], acc[GG], acc[AG], acc[POS], acc[NEG] = aa, gg, ag, pos, neg
-    acc[N_NORMAL], acc[SUM_E2_NORMAL], acc[SUM_REL_NORMAL], acc[MAX_REL_NORMAL], acc[SMALL_ERRS] = (
-        n_norm, e2n, reln, maxreln, small_errs)
-    acc[MAX_U], acc[SUM_U2], acc[SUM_UR], acc[MAX_UR] = max_u, sum_u2, sum_ur, max_ur
-    acc[BIAS_E], acc[BIAS_T], acc[BIAS_E2] = be, bt, be2
-    acc[BAD], acc[BAD_SMALL], acc[WORST_ERR], acc[WORST_AT] = bad, bad_small, worst_err, worst_at
-    acc[NONFINITE_A], acc[NONFINITE_G] = nf_a, nf_g
+        sum_err2 += ee
+        aa += xx
+        gg += yy
+        ag += xy
+        pos += dp
+        neg += dn
+        n_small += sm
+        small_err += se
+        n_norm += nm
+        m_ulp = max(m_ulp, np.float64(q).view(np.int64))
+        beyond += by
+        small_errs += ses
+        e2n += een
+        reln += rr
+        m_reln = max(m_reln, np.float64(rr).view(np.int64))
+        m_u = max(m_u, np.float64(u).view(np.int64))
+        sum_u2 += uu
+        sum_ur += ur
+        m_ur = max(m_ur, np.float64(ur).view(np.int64))
+        be += eb
+        bt += tw
+        be2 += ebb
+        bad += bd
+        bad_small += bds
+    acc[MAX_ERR] = max(acc[MAX_ERR], np.int64(m_err).view(np.float64))
+    acc[MAX_REL] = max(acc[MAX_REL], np.int64(m_rel).view(np.float64))
+    acc[MAX_ULP] = max(acc[MAX_ULP], np.int64(m_ulp).view(np.float64))
+    acc[MAX_REL_NORMAL] = max(acc[MAX_REL_NORMAL], np.int64(m_reln).view(np.float64))
+    acc[MAX_U] = max(acc[MAX_U], np.int64(m_u).view(np.float64))
+    acc[MAX_UR] = max(acc[MAX_UR], np.int64(m_ur).view(np.float64))
+    acc[SUM_REL] += sum_rel
+    acc[SUM_ERR2] += sum_err2
+    acc[BEYOND_1ULP] += beyond
+    acc[SMALL] += n_small
+    acc[SMALL_ERR] += small_err
+    acc[AA] += aa
+    acc[GG] += gg
+    acc[AG] += ag
+    acc[POS] += pos
+    acc[NEG] += neg
+    acc[N_NORMAL] += n_norm
+    acc[SUM_E2_NORMAL] += e2n
+    acc[SUM_REL_NORMAL] += reln
+    acc[SMALL_ERRS] += small_errs
+    acc[SUM_U2] += sum_u2
+    acc[SUM_UR] += sum_ur
+    acc[BIAS_E] += be
+    acc[BIAS_T] += bt
+    acc[BIAS_E2] += be2
+    acc[BAD] += bad
+    acc[BAD_SMALL] += bad_small
+    acc[NONFINITE_A] += nf_a
+    acc[NONFINITE_G] += nf_g
 
 
-# How _fold_loop reads `a`: its values (float32, float64) or the bits of a 16-bit float, widened in
+def _worst_loop(a, g, prm, at, best):
+    """The bad element with the largest error, into best = [error, flat index] (the first of equal
+    errors stays; `at`: a's flat offset). Run only where _fold_loop counted bad elements: the same
+    _element decides what is bad, so both loops agree on every element."""
+    ulp_scale, ulp_min, thr, small_atol = prm[P_ULP_SCALE], prm[P_ULP_MIN], prm[P_THR], prm[P_SMALL_ATOL]
+    rel_atol, noise = prm[P_REL_ATOL], prm[P_NOISE]
+    c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
+    for i in range(a.size):
+        t = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
+                     c0, c1, c2, s_floor, s_keep)
+        if t[24] != 0.0 and t[2] > best[0]:     # bad, and its error beyond the worst so far
+            best[0], best[1] = t[2], float(at + i)
+
+
+# How the loop reads `a`: float32 / float64 as they are, and a 16-bit float as its bits, widened in
 # the loop (numpy's float16 -> float64 conversion alone costs 1.8 ns per element; harness.half).
-VALUES, F16_BITS, BF16_BITS = 0, 1, 2
+# float16 bits travel as int16 and bfloat16 bits as uint16: the element type picks the compiled
+# variant, so the loop has no format branch to keep it from vectorizing.
 
 
-def _widen(v, fmt):
+def _widen(v):
     """One element of `a` as float64 (compiled per element type in _fold())."""
     raise NotImplementedError("compiled only: see _fold()")
 
 
-def _widen_overload(v, fmt):
+def _widen_overload(v):
     from numba import types
 
-    if not (isinstance(v, types.Integer) and v.bitwidth == 16 and not v.signed):
-        return lambda v, fmt: np.float64(v)
+    if not (isinstance(v, types.Integer) and v.bitwidth == 16):
+        return lambda v: np.float64(v)
+    if not v.signed:                                         # bfloat16: the top half of a float32
+        return lambda v: np.float64(np.uint32(np.uint32(v) << 16).view(np.float32))
     half_bits = half.compiled()[0]
-
-    def from_bits(v, fmt):
-        if fmt == BF16_BITS:                               # bfloat16: the top half of a float32
-            return np.float64(np.uint32(np.int64(v) << 16).view(np.float32))
-        return half_bits(v)
-    return from_bits
+    return lambda v: half_bits(np.uint16(v))
 
 
-_compiled = None
+_compiled = _element = None
 
 
 def _fold():
-    """_fold_loop compiled on first use (harness.jit), its float16 reads through harness.half.
-    (error_model="numpy" costs no checked branch per division; |g| = 0 is always small, never divided by.)"""
-    global _compiled
+    """(_fold_loop, _worst_loop) compiled on first use (harness.jit), float16 read through harness.half.
+    (error_model="numpy" costs no checked branch per division; a small value's divisions are dropped.)"""
+    global _compiled, _element
     if _compiled is None:
         from numba.extending import overload
 
         overload(_widen)(_widen_overload)
-        _compiled = jit.compiled(_fold_loop, "the comparison loop")
+        _element = jit.compiled(_element_terms, "the comparison's element terms")   # the loops call it
+        _compiled = (jit.compiled(_fold_loop, "the comparison loop", fastmath={"reassoc"}),
+                     jit.compiled(_worst_loop, "the comparison's worst element"))
     return _compiled
 
 
 def _combined(accs: np.ndarray) -> np.ndarray:
-    """The slices' accumulators as one: sums and counts added in slice order, maxes taken, and the
-    worst element the first slice's with the largest error (the first of equal errors stays)."""
+    """The slices' accumulators as one: sums and counts added in slice order, maxes taken (the worst
+    element is found afterwards, by _worst_loop)."""
     if len(accs) == 1:
         return accs[0]
     acc = accs[0].copy()
     for row in accs[1:]:
         acc[_SUMS] += row[_SUMS]
-        if row[WORST_ERR] > acc[WORST_ERR]:
-            acc[WORST_ERR], acc[WORST_AT] = row[WORST_ERR], row[WORST_AT]
     acc[_MAXES] = accs[:, _MAXES].max(axis=0)
     return acc
 
@@ -286,7 +322,7 @@ class Totals:
 _EMPTY = np.zeros(N_SLOTS)                 # an accumulator before any element
 _EMPTY[[MAX_ERR, MAX_REL]] = -math.inf
 _EMPTY[WORST_ERR] = -1.0
-_NO_BOUND = Bound(0.0)
+_NO_BOUND = Bound(math.inf)                # nothing is beyond it
 _ULP_CONSTANTS: dict = {}
 
 
@@ -304,26 +340,28 @@ def _ulp_constants(dtype: str) -> tuple[float, float, float, float]:
 
 
 def fold(a: np.ndarray, g: np.ndarray, dtype: str, *, relative: tuple[float, float] | None = None,
-         floors: bool = False, bias: bool = False, bound: Bound | None = None) -> Totals:
+         bound: Bound | None = None) -> Totals:
     """Statistics of flat a (any dtype, converted to float64 a slice at a time) against flat float64 g
-    (NaN / inf counted: Totals.finite). `relative=(small_atol, noise)`: the relative sums (see relative()); `floors`: what
-    rounding costs at g (floors()); `bias`: the signed error sums (bias()); `bound`: bad elements."""
+    (NaN / inf counted: Totals.finite). Every statistic is folded (branch-free, one vectorized loop:
+    skipping some would save nothing); `relative=(small_atol, noise)` sets the relative sums' small-value
+    tolerance and noise (see relative()); `bound`: what is a bad element (None: none is)."""
     scale, minpow, thr, satol = _ulp_constants(dtype)
     rel_atol, noise = relative or (0.0, 0.0)
     b = bound or _NO_BOUND
     g = np.asarray(g, dtype=np.float64)
-    kernel = _fold()
-    prm = np.array([0, 0, scale > 0, scale, minpow, thr, satol, relative is not None, rel_atol, noise, floors, bias,
-                    bound is not None, b.c0, b.c1, b.c2, b.small_floor, b.keep_normal], np.float64)  # P_* order
+    kernel, worst = _fold()
+    prm = np.array([scale, minpow, thr, satol, rel_atol, noise, b.c0, b.c1, b.c2, b.small_floor, b.keep_normal],
+                   np.float64)  # P_* order
     n_slices = max(1, -(-a.size // SLICE))
     accs = np.tile(_EMPTY, (n_slices, 1))                       # one accumulator per slice
 
-    def one(k: int) -> None:
+    def part(k: int) -> tuple[np.ndarray, np.ndarray, int]:
         lo, hi = k * SLICE, min((k + 1) * SLICE, a.size)
-        part, fmt = _readable(a[lo:hi], dtype)
-        mine = prm.copy() if n_slices > 1 else prm        # per slice: its format and offset
-        mine[P_FMT], mine[P_AT] = fmt, lo
-        kernel(part, np.ascontiguousarray(g[lo:hi]), accs[k], mine)
+        return _readable(a[lo:hi], dtype), np.ascontiguousarray(g[lo:hi]), lo
+
+    def one(k: int) -> None:
+        x, y, _ = part(k)
+        kernel(x, y, accs[k], prm)
 
     if n_slices > 1 and _threads() > 1:
         list(_pool().map(one, range(n_slices)))
@@ -331,17 +369,24 @@ def fold(a: np.ndarray, g: np.ndarray, dtype: str, *, relative: tuple[float, flo
         for k in range(n_slices):
             one(k)
     acc = _combined(accs)
+    if acc[BAD]:                         # a failing comparison names its worst element: a second pass
+        best = np.array([-1.0, 0.0])
+        for k in range(n_slices):
+            x, y, lo = part(k)
+            worst(x, y, prm, lo, best)
+        acc[WORST_ERR], acc[WORST_AT] = best
     return Totals(acc, int(a.size))
 
 
-def _readable(a: np.ndarray, dtype: str) -> tuple[np.ndarray, int]:
-    """a as the loop reads it: 16-bit floats as their bits, float32 / float64 as they are, other
-    dtypes converted to float64 (three compiled variants of the loop, not one per dtype)."""
+def _readable(a: np.ndarray, dtype: str) -> np.ndarray:
+    """a as the loop reads it: 16-bit floats as their bits (float16 as int16, bfloat16 as uint16),
+    float32 / float64 as they are, other dtypes converted to float64 (four compiled variants of the
+    loop, not one per dtype)."""
     if a.dtype.itemsize == 2 and dtype in ("float16", "bfloat16") and name_of(a) == dtype:
-        return np.ascontiguousarray(a).view(np.uint16), F16_BITS if dtype == "float16" else BF16_BITS
+        return np.ascontiguousarray(a).view(np.int16 if dtype == "float16" else np.uint16)
     if a.dtype in (np.float32, np.float64):
-        return np.ascontiguousarray(a), VALUES
-    return np.ascontiguousarray(a, dtype=np.float64), VALUES
+        return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """numba compilation for the harness's few compiled loops (harness.error_stats, harness.half).
 
-    compiled(fn, what) -> fn compiled with nogil and error_model="numpy", cached on disk by numba
+    compiled(fn, what, fastmath=False) -> fn compiled with nogil and error_model="numpy", cached on
+                                         disk by numba (fastmath: numba's flags, e.g. {"reassoc"})
 
 numba is imported here, on the first call: its import costs 0.2 s that `list` or `--help` need not
 pay. error_model="numpy": a float division by zero gives inf/NaN instead of a checked branch per
@@ -14,11 +15,11 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def compiled(fn, what: str):
+def compiled(fn, what: str, fastmath=False):
     from numba import njit
 
     try:
-        return njit(cache=True, nogil=True, error_model="numpy")(fn)
+        return njit(cache=True, nogil=True, error_model="numpy", fastmath=fastmath)(fn)
     except RuntimeError as exc:
         log.info("numba cannot cache %s (%s); compiling it in every process", what, exc)
-        return njit(nogil=True, error_model="numpy")(fn)
+        return njit(nogil=True, error_model="numpy", fastmath=fastmath)(fn)

@@ -45,7 +45,7 @@ def test_fold_equals_the_formulas(dtype, slice_elements, monkeypatch):
     normal = ~small
     atol, noise = 2.0 ** -12, 1e-4
     bound = S.Bound(1e-3, 0.0, 0.5, atol)
-    t = S.fold(a, g, dtype, relative=(atol, noise), floors=True, bias=True, bound=bound)
+    t = S.fold(a, g, dtype, relative=(atol, noise), bound=bound)
     assert t.finite and t.n == g.size
     m = S.metrics(t, dtype, {})
     rel = e / (np.abs(g) + 1e-7)
@@ -111,7 +111,7 @@ def test_integer_outputs_fold_without_ulp_or_small_values():
 
 
 def test_empty_arrays_fold_to_no_metrics():
-    t = S.fold(np.zeros(0, np.float16), np.zeros(0), "float16", relative=(0.0, 0.0), floors=True)
+    t = S.fold(np.zeros(0, np.float16), np.zeros(0), "float16", relative=(0.0, 0.0))
     assert S.metrics(t, "float16", {}) == {} and S.relative(t).max_err == 0.0 and t.bad == 0
 
 
@@ -132,7 +132,7 @@ def test_16_bit_floats_read_as_bits_widen_exactly_as_numpy_does(dtype):
 
 def test_the_answer_is_the_same_bits_on_one_thread_and_on_many(monkeypatch):
     a, g = _pair("bfloat16", n=300_000, seed=3)
-    kw = dict(relative=(2.0 ** -14, 0.0), floors=True, bias=True, bound=S.Bound(1e-3, 0.0, 0.5, 2.0 ** -14))
+    kw = dict(relative=(2.0 ** -14, 0.0), bound=S.Bound(1e-3, 0.0, 0.5, 2.0 ** -14))
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "1")
     one = S.fold(a, g, "bfloat16", **kw).acc
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "4")
