@@ -1,4 +1,4 @@
-"""The golden store's entry file (harness.golden_store, layout v2): float64 outputs stored narrow with a
+"""The golden store's entry file (harness.golden_store, layout v3): float64 outputs stored narrow with a
 residual come back bit for bit (NaN payloads, -0.0, infinities, subnormals included), other dtypes are
 stored as they are, and a flipped byte anywhere, a truncation or another key's entry is detected,
 counted and recomputed through the public API."""
@@ -207,7 +207,7 @@ def test_flipped_byte_is_counted_reported_and_recomputed(tmp_path, caplog, role)
         out, source = golden_store.through(store, lambda *a: k, None, None, 0, lambda: calls.append(1) or outs)
     assert source == "computed" and calls == [1]
     assert store.counts["corrupt"] == 1 and store.counts["hit"] == 0
-    assert str(p) in caplog.text and f"'y' {role} fails its CRC-32" in caplog.text
+    assert str(p) in caplog.text and f"'y' {role} fails its checksum" in caplog.text
     _assert_bitwise(store.get(k)["y"], outs["y"])  # the recomputed entry replaced the bad one
     assert store.counts["hit"] == 1
 
