@@ -54,7 +54,10 @@ def load_old_policy():
     mod = types.ModuleType("opdiff_policy_before_issue13")
     sys.modules[mod.__name__] = mod          # dataclasses look their module up there
     exec(compile(src, f"{OLD_POLICY_COMMIT}:harness/compare.py", "exec"), mod.__dict__)
-    return mod.compare, ""
+
+    def old_compare(actual, golden, rule, dtype=None, baseline=None, memo=None):
+        return mod.compare(actual, golden, rule, dtype, baseline)     # it had no memo of folds (runner passes one)
+    return old_compare, ""
 
 
 # Rules that issue 13 changed, as they were (the old column must judge by the old rules too).

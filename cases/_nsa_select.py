@@ -111,7 +111,9 @@ def selected_rows_mask(topk, cu_q, cu_kv, t2: int, bs: int) -> np.ndarray:
     _, kv0 = query_positions(cu_q, cu_kv, t1)
     first = (kv0[:, None, None] + topk.astype(np.int64) * bs).reshape(-1)
     heads = np.broadcast_to(np.arange(n2)[None, :, None], topk.shape).reshape(-1)
-    flat = np.zeros(t2 * n2 + 1, dtype=np.int64)                   # difference array per head
-    np.add.at(flat, heads * t2 + first, 1)
-    np.add.at(flat, heads * t2 + first + bs, -1)
+    start = heads * t2 + first
+    size = t2 * n2 + 1                      # a difference array per head: +1 where a block starts, -1 after it
+    if start.size and (start.min() < 0 or start.max() + bs >= size):
+        raise IndexError(f"a selected block lies outside the {t2} key rows")
+    flat = np.bincount(start, minlength=size) - np.bincount(start + bs, minlength=size)   # 10x np.add.at
     return (np.cumsum(flat[:-1]).reshape(n2, t2) > 0).T

@@ -489,6 +489,18 @@ def _noise_of(inputs) -> float:
     return _last_noise[1]
 
 
+# selected_rows_mask of the last inputs dict: dk and dv have the same selected rows (held as _last_noise is)
+_last_selected: list = [None, None]
+
+
+def _selected_of(inputs) -> np.ndarray:
+    if _last_selected[0] is not inputs:
+        sel = selected_rows_mask(np.asarray(inputs["topk_indices"]), inputs["actual_seq_qlen"],
+                                 inputs["actual_seq_kvlen"], np.shape(inputs["key"])[0], int(inputs["select_block_size"]))
+        _last_selected[:] = [inputs, sel]
+    return _last_selected[1]
+
+
 def _rule(dtype: str, inputs=None) -> OutputRule:
     noise = _noise_of(inputs) if inputs is not None else None
     return OutputRule("reduction", k=K_GRAD, abs_cap=BASELINE_CAP.get(dtype, BASELINE_CAP["float16"]), grade="L0",
@@ -506,9 +518,7 @@ def regions(p, inputs, output: str):
     rule = _rule(p["dtype"], inputs)
     if output == "dq":
         return [Region("dq", None, rule)]
-    t2 = np.shape(inputs["key"])[0]
-    sel = selected_rows_mask(np.asarray(inputs["topk_indices"]), inputs["actual_seq_qlen"],
-                             inputs["actual_seq_kvlen"], t2, int(inputs["select_block_size"]))
+    sel = _selected_of(inputs)
     out = [Region(f"{output}[selected]", sel, rule)]
     if not sel.all():
         out.append(Region(f"{output}[unselected]", ~sel, UNSELECTED))

@@ -47,8 +47,9 @@ MAX_U, SUM_U2, SUM_UR, MAX_UR = 18, 19, 20, 21
 BIAS_E, BIAS_T, BIAS_E2 = 22, 23, 24
 BAD, BAD_SMALL, WORST_ERR, WORST_AT = 25, 26, 27, 28
 NONFINITE_A, NONFINITE_G = 29, 30
-N_SLOTS = 31
-_MAXES = [MAX_ERR, MAX_REL, MAX_ULP, MAX_REL_NORMAL, MAX_U, MAX_UR]
+MAX_G = 31                               # max |g_i|: a cap scaled to it needs no pass of its own
+N_SLOTS = 32
+_MAXES = [MAX_ERR, MAX_REL, MAX_ULP, MAX_REL_NORMAL, MAX_U, MAX_UR, MAX_G]
 _SUMS = [k for k in range(N_SLOTS) if k not in _MAXES and k not in (WORST_ERR, WORST_AT)]
 
 
@@ -92,7 +93,7 @@ def _element_terms(x, y, ulp_scale, ulp_min, thr, small_atol, rel_atol, noise, c
     return (nf_x, nf_y, e, r, e * e, x * x, y * y, x * y, np.float64(d > 0), np.float64(d < 0), sm,
             sm * np.float64(e > small_atol), 1.0 - sm, q, np.float64(q > 1.0), sm * np.float64(e > rel_atol),
             (1.0 - sm) * (e * e), rr, u, 0.0 if small else u * u, ur, eb, towards, eb * eb, np.float64(bad),
-            sm * np.float64(bad))
+            sm * np.float64(bad), ay)
 
 
 def _fold_loop(a, g, acc, prm):
@@ -110,13 +111,14 @@ def _fold_loop(a, g, acc, prm):
     c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
     nf_a = nf_g = sum_rel = sum_err2 = aa = gg = ag = pos = neg = n_small = small_err = 0.0
     n_norm = beyond = small_errs = e2n = reln = sum_u2 = sum_ur = be = bt = be2 = bad = bad_small = 0.0
-    m_err = m_rel = m_ulp = m_reln = m_u = m_ur = np.int64(0)
+    m_err = m_rel = m_ulp = m_reln = m_u = m_ur = m_g = np.int64(0)
     for i in range(a.size):
         (fa, fg, e, r, ee, xx, yy, xy, dp, dn, sm, se, nm, q, by, ses, een, rr, u, uu, ur, eb, tw, ebb, bd,
-         bds) = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
+         bds, ay) = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
                          c0, c1, c2, s_floor, s_keep)
         nf_a += fa
         nf_g += fg
+        m_g = max(m_g, np.float64(ay).view(np.int64))
         m_err = max(m_err, np.float64(e).view(np.int64))
         m_rel = max(m_rel, np.float64(r).view(np.int64))
         sum_rel += r
@@ -150,6 +152,7 @@ def _fold_loop(a, g, acc, prm):
     acc[MAX_REL_NORMAL] = max(acc[MAX_REL_NORMAL], np.int64(m_reln).view(np.float64))
     acc[MAX_U] = max(acc[MAX_U], np.int64(m_u).view(np.float64))
     acc[MAX_UR] = max(acc[MAX_UR], np.int64(m_ur).view(np.float64))
+    acc[MAX_G] = max(acc[MAX_G], np.int64(m_g).view(np.float64))
     acc[SUM_REL] += sum_rel
     acc[SUM_ERR2] += sum_err2
     acc[BEYOND_1ULP] += beyond

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import devcheck, golden_store, input_store
-from .compare import METRIC_KEYS, compare
+from .compare import METRIC_KEYS, FoldMemo, compare
 from .dtypes import cast, name_of, np_dtype
 from .errors import ConstraintViolation, Declined, Rejected
 from .roofline import peak_for, percent_of_peak
@@ -81,6 +81,7 @@ class References:
         # compares against the same ones: masked once per case, not once per backend)
         self._regions: dict[str, list] = {}
         self._parts: dict[tuple, np.ndarray | None] = {}
+        self._memos: dict[tuple, FoldMemo] = {}      # per region: folds every backend's comparison may share
 
     def regions(self, output: str) -> list:
         if output not in self._regions:
@@ -94,7 +95,7 @@ class References:
         if key not in self._parts:
             region = self.regions(output)[i]
             g = np.asarray(self.golden()[output])
-            part = g if region.mask is None else g[region.mask]
+            part = region.part(g)
             if region.rule.kind == "exact" and part.dtype != np_dtype(dtype):
                 part = cast(part, dtype)
             self._parts[key] = part
@@ -106,10 +107,15 @@ class References:
             bl = self.baseline()
             region = self.regions(output)[i]
             part = None if bl is None else np.asarray(bl[output])
-            if part is not None and region.mask is not None:
-                part = part[region.mask]      # a baseline the mask does not fit raises: "reference failed"
+            if part is not None:
+                part = region.part(part)      # a baseline the mask does not fit raises: "reference failed"
             self._parts[key] = part
         return self._parts[key]
+
+    def memo(self, output: str, i: int) -> FoldMemo:
+        """Region i's folds against its golden part (harness.compare.FoldMemo): the baseline's, folded
+        once for every backend compared against it, and kept for a backend that returns it bit for bit."""
+        return self._memos.setdefault((output, i), FoldMemo())
 
     def golden(self) -> dict:
         if self._golden is None:
@@ -300,11 +306,11 @@ def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> 
                                                               f"{region.mask.shape}")
                     rows.append(r)
                     continue
-                a_r = actual[region.mask]
+                a_r = region.part(actual)
             g_r = refs.golden_part(out, i, want_dtype)
             with_base = region.rule.kind in BASELINE_KINDS and backend.name != BASELINE_BACKEND
             b_r = refs.baseline_part(out, i) if with_base else None
-            c = compare(a_r, g_r, region.rule, want_dtype, b_r)
+            c = compare(a_r, g_r, region.rule, want_dtype, b_r, refs.memo(out, i))
             r.update(c.metrics)
             r.update(verdict=c.verdict, reason=c.reason, ok=c.verdict in GOOD_POSITIVE,
                      golden_source=refs.golden_source, baseline_source=refs.baseline_source if b_r is not None else None)

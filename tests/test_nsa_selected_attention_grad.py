@@ -216,3 +216,23 @@ def test_max_abs_on_bit_patterns_equals_the_float_max(dtype):
     assert _max_abs(finite) == float(np.abs(wide[np.isfinite(wide)]).max())
     assert _max_abs(np.array([1.0, -np.inf], np.float32).astype(np_dtype(dtype))) == np.inf
     assert math.isnan(_max_abs(every))
+
+
+def test_selected_rows_mask_marks_exactly_the_rows_of_selected_blocks():
+    """Against a loop over every query, head and top-k entry (the mask is built from difference arrays)."""
+    from cases._nsa_select import query_positions, selected_rows_mask
+
+    rng = np.random.default_rng(4)
+    bs, t2, n2, count = 4, 64, 2, 3
+    cu_q, cu_kv = [5, 9], [32, 64]
+    t1 = cu_q[-1]
+    _, kv0 = query_positions(cu_q, cu_kv, t1)
+    topk = np.stack([rng.choice(8, (n2, count), replace=True) for _ in range(t1)]).astype(np.int32)
+    want = np.zeros((t2, n2), bool)
+    for q in range(t1):
+        for h in range(n2):
+            for blk in topk[q, h]:
+                want[kv0[q] + blk * bs: kv0[q] + (blk + 1) * bs, h] = True
+    assert np.array_equal(selected_rows_mask(topk, cu_q, cu_kv, t2, bs), want)
+    with pytest.raises(IndexError, match="outside"):
+        selected_rows_mask(topk + 8, cu_q, cu_kv, t2, bs)

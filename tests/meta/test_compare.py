@@ -235,3 +235,57 @@ def test_bfloat16_cast_goes_through_float32_whatever_ml_dtypes_version():
     x = np.array([1 + 2.0**-8 + 2.0**-30])
     assert float(cast(x, "bfloat16")[0]) == 1.0
     assert float(cast(x.astype(np.float32), "bfloat16")[0]) == 1.0
+
+
+# ---- folds shared through a memo (harness.compare.FoldMemo), bad elements counted on a second fold ----
+def _same(c1, c2):
+    assert (c1.verdict, c1.reason) == (c2.verdict, c2.reason)
+    assert c1.metrics == c2.metrics
+
+
+@pytest.mark.parametrize("shift", [0.0, 3.0])          # within the policy; beyond the per-element bound
+def test_a_memo_gives_the_same_comparisons_as_none(shift):
+    """The baseline's fold is shared; a backend returning the baseline bit for bit reuses it; a third
+    array is folded on its own. Verdicts, reasons and every metric as without a memo."""
+    from harness.compare import FoldMemo
+
+    g, base = _matmul("bfloat16")
+    other = cast(g + shift * (base.astype(np.float64) - g), "bfloat16")
+    memo = FoldMemo()
+    _same(compare(other, g, RED, "bfloat16", base, memo), compare(other, g, RED, "bfloat16", base))
+    _same(compare(base.copy(), g, RED, "bfloat16", None, memo), compare(base.copy(), g, RED, "bfloat16"))
+    assert len(memo._seen) == 2                        # the baseline (reused by the copy) and `other`
+    flipped = base.copy()
+    bits(flipped)[0, 0] ^= 1                           # one bit away from the baseline: not reused
+    _same(compare(flipped, g, RED, "bfloat16", None, memo), compare(flipped, g, RED, "bfloat16"))
+    assert len(memo._seen) == 3
+
+
+def test_bad_elements_are_counted_and_named_where_the_max_error_passes_its_first_term():
+    """A reduction folds without a bound first; only where the max error exceeds k x the baseline's
+    does it fold again, and that fold must count every element beyond its bound and name the worst."""
+    g, base = _matmul("float16")
+    a = base.copy()
+    err = np.abs(base.astype(np.float64) - g).max()
+    a[7, 9] = cast(np.array(g[7, 9] + 40 * err), "float16")   # far beyond 2 x the baseline's max error
+    a[3, 1] = cast(np.array(g[3, 1] + 20 * err), "float16")
+    c = compare(a, g, RED, "float16", base)
+    assert c.verdict == "fail" and c.metrics["mismatch_count"] == 2 and "index (7, 9)" in c.reason
+    capped = compare(cast(g + 0.05, "float16"), g, RED, "float16")   # the cap: all 3072 beyond it
+    assert capped.verdict == "fail" and capped.metrics["mismatch_count"] == g.size
+
+
+@pytest.mark.parametrize("shape, mask_shape", [((6, 3, 5), (6, 3)), ((6, 3, 5), (6,)), ((7,), (7,)), ((0, 4), (0,))])
+def test_a_region_part_is_boolean_indexing(shape, mask_shape):
+    from harness.spec import Region
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    mask = rng.random(mask_shape) < 0.5
+    r = Region("x", mask, ELEM)
+    got = r.part(x)
+    assert got.shape == x[mask].shape and np.array_equal(got, x[mask])
+    assert np.array_equal(r.part(x[..., ::-1]), x[..., ::-1][mask])     # a strided view too
+    assert Region("x", None, ELEM).part(x) is x
+    with pytest.raises(IndexError, match="does not fit"):
+        r.part(np.zeros((5,) + shape[1:]))
