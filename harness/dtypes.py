@@ -101,8 +101,22 @@ def ulp(x, name: str) -> np.ndarray:
     return u[()] if u.ndim == 0 else u            # a scalar in, a numpy scalar out
 
 
+_ULP_CONSTANTS: dict[str, tuple[float, float]] = {}
+
+
 def ulp_scalar(x: float, name: str) -> float:
-    return float(ulp(np.float64(x), name)) if math.isfinite(x) else math.inf
+    """float(ulp(x, name)) for one number, in plain Python: the comparison asks it of max|g| on every
+    output, and the array path costs 10 us a call. frexp gives 2**floor(log2|x|) exactly (a float64
+    subnormal's is below every dtype's smallest normal, so the max takes that, as ulp's mask does)."""
+    if name not in _ULP_CONSTANTS:
+        fi = finfo(name)
+        _ULP_CONSTANTS[name] = (2.0 ** int(fi.minexp), 2.0 ** -int(fi.nmant))
+    smallest_normal, scale = _ULP_CONSTANTS[name]
+    ax = abs(float(x))
+    if not math.isfinite(ax):
+        return ax                                  # inf and NaN as ulp leaves them
+    power = math.ldexp(1.0, math.frexp(ax)[1] - 1) if ax else 0.0
+    return max(power, smallest_normal) * scale
 
 
 def bits(x: np.ndarray) -> np.ndarray:

@@ -109,6 +109,23 @@ def test_ulp_of_one():
     assert np_dtype("bfloat16").itemsize == 2
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_ulp_scalar_is_the_array_ulp(dtype):
+    """The comparison's plain-Python ULP of max|g| against the array one, on powers of two and their
+    neighbours over all of float64's range, subnormals, zeros, inf and NaN."""
+    from harness.dtypes import ulp_scalar
+
+    rng = np.random.default_rng(2)
+    powers = np.ldexp(1.0, np.arange(-1074, 1024))
+    xs = np.concatenate([powers, np.nextafter(powers, 0), np.nextafter(powers, np.inf), -powers,
+                         rng.standard_normal(2000) * 10.0 ** rng.integers(-40, 40, 2000), [0.0, -0.0, 5e-324]])
+    xs = xs[np.isfinite(xs)]
+    want = ulp(xs, dtype)
+    got = np.array([ulp_scalar(x, dtype) for x in xs])
+    assert np.array_equal(got, want)
+    assert ulp_scalar(np.inf, dtype) == np.inf and np.isnan(ulp_scalar(np.nan, dtype))
+
+
 # ---- the policy's teeth (issue 13; precision.md section 7 measured these against msprobe) ----------
 def _matmul(dtype, m=64, k=128, n=48, seed=3):
     """(golden float64, same-precision baseline: float32 accumulation then one rounding) of A @ B."""

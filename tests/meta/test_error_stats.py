@@ -137,6 +137,7 @@ def test_the_answer_is_the_same_bits_on_one_thread_and_on_many(monkeypatch):
     one = S.fold(a, g, "bfloat16", **kw).acc
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "4")
     monkeypatch.setattr(S, "_executor", None)
+    monkeypatch.setattr(S, "POOL_MIN_SLICES", 2)        # 300K elements: 5 slices, handed to the pool
     many = S.fold(a, g, "bfloat16", **kw).acc
     assert one.tobytes() == many.tobytes()
 
