@@ -37,6 +37,7 @@ used. Entries of another layout (v1: .npz; v2: CRC-32) are not read: a new layou
 directory, so an old store is all misses.
 
     GoldenStore(DIR).get(key) -> dict | None      (None: miss, or a bad entry, counted)
+    lookup(store, key_fn, spec, case, seed)        -> (key, stored outputs or None): through()'s read
     GoldenStore(DIR).put(key, outputs)
     golden_key(spec, case, seed) / baseline_key(spec, case, seed) -> Key
     from_env()                                     the store named by OPDIFF_GOLDEN_STORE, or None
@@ -244,6 +245,18 @@ class GoldenStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.counts: Counter = Counter()  # hit, miss, write, corrupt, stale, unstorable, unkeyed
+        self._counting = threading.Lock()   # large references are read ahead on a thread (harness.runner)
+
+    def count(self, kind: str, n: int = 1) -> None:
+        with self._counting:
+            self.counts[kind] += n
+
+    def size(self, key: Key) -> int:
+        """The entry's file size in bytes; 0 where there is none."""
+        try:
+            return os.stat(self._file(key)).st_size
+        except OSError:
+            return 0
 
     def path(self, key: Key) -> Path:
         return Path(self._file(key))
@@ -263,14 +276,14 @@ class GoldenStore:
         try:
             out = read_entry(p, key)
         except NoEntry:                  # one open() instead of a stat() first: the miss is the rare path
-            self.counts["miss"] += 1
+            self.count("miss")
             return None
         except BadEntry as exc:
             kind = "stale" if str(exc).startswith("stale") else "corrupt"
-            self.counts[kind] += 1
+            self.count(kind)
             log.warning("golden store: %s: %s; recomputing it", p, exc)
             return None
-        self.counts["hit"] += 1
+        self.count("hit")
         return out
 
     def put(self, key: Key, outputs: dict) -> bool:
@@ -278,7 +291,7 @@ class GoldenStore:
         try:
             parts = encode_entry(key, outputs)
         except TypeError as exc:
-            self.counts["unstorable"] += 1
+            self.count("unstorable")
             log.warning("golden store: %s/%s not stored: %s", key.as_dict()["op"], key.as_dict()["kind"], exc)
             return False
         p = self.path(key)
@@ -295,7 +308,7 @@ class GoldenStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.counts["write"] += 1
+        self.count("write")
         return True
 
     def summary(self) -> dict:
@@ -584,21 +597,28 @@ def from_env() -> GoldenStore | None:
         return _env_stores[path]
 
 
-def through(store: GoldenStore | None, key_fn, spec, case, seed, compute) -> tuple[dict, str]:
-    """(outputs, "store" | "computed"): read `key_fn(spec, case, seed)` from `store`, else compute and
-    store. Without a store (or a seed) this is compute() alone; a key that cannot be formed (the op's
-    modules are not project files) is logged and computed, never a failure of the case."""
-    if store is None or seed is None:
-        return compute(), "computed"
+def lookup(store: GoldenStore, key_fn, spec, case, seed) -> tuple[Key | None, dict | None]:
+    """(key, the stored outputs or None): the read half of through(). The key is None where it cannot
+    be formed (the op's modules are not project files: logged, counted as unkeyed)."""
     try:
         key = key_fn(spec, case, seed)
     except (OSError, ValueError, SyntaxError, ImportError) as exc:
-        store.counts["unkeyed"] += 1
+        store.count("unkeyed")
         log.warning("golden store: no key for %s/%s (%s); computed without the store", spec.name, case.id, exc)
+        return None, None
+    return key, store.get(key)
+
+
+def through(store: GoldenStore | None, key_fn, spec, case, seed, compute, looked_up=None) -> tuple[dict, str]:
+    """(outputs, "store" | "computed"): read `key_fn(spec, case, seed)` from `store`, else compute and
+    store. Without a store (or a seed) this is compute() alone; a key that cannot be formed is
+    computed, never a failure of the case. `looked_up`: lookup()'s answer, where it was read ahead."""
+    if store is None or seed is None:
         return compute(), "computed"
-    hit = store.get(key)
+    key, hit = looked_up if looked_up is not None else lookup(store, key_fn, spec, case, seed)
     if hit is not None:
         return hit, "store"
     out = compute()
-    store.put(key, out)
+    if key is not None:
+        store.put(key, out)
     return out, "computed"

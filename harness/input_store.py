@@ -89,13 +89,13 @@ def through(spec, case, seed: int, store: golden_store.GoldenStore | None) -> tu
         try:
             return decode(stored), "store"
         except (ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            store.counts["hit"] -= 1        # get() counted it as a hit; it was not usable
-            store.counts["corrupt"] += 1
+            store.count("hit", -1)          # get() counted it as a hit; it was not usable
+            store.count("corrupt")
             log.warning("golden store: %s: bad inputs entry (%s); drawing them again", store.path(key), exc)
     inputs = spec.make_inputs(case, seed)
     encoded = encode(inputs)
     if encoded is None:
-        store.counts["unstorable"] += 1
+        store.count("unstorable")
         log.info("golden store: inputs of %s/%s not stored: an input is neither an array nor a plain value",
                  spec.name, case.id)
     else:

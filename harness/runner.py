@@ -14,8 +14,10 @@ backend other than the baseline is under test. Every backend gets, per output re
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +39,30 @@ BASELINE_BACKEND = "torch"
 # Kinds judged relative to the same-precision baseline (harness.compare): reductions, and int8
 # quantisation whose off-by-one count is held against the baseline's.
 BASELINE_KINDS = ("reduction", "quant_int8")
+
+
+# An entry is read ahead (References.read_ahead) from this size: below it, parsing its header is most
+# of the read and holds the GIL the backend's Python needs.
+READ_AHEAD_MIN_BYTES = 1 << 20
+_read_pool: ThreadPoolExecutor | None = None
+
+
+def _reader() -> ThreadPoolExecutor:
+    """The one thread that reads store entries ahead (one at a time: a case's reads keep their order)."""
+    global _read_pool
+    if _read_pool is None:
+        _read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opdiff-store-read")
+    return _read_pool
+
+
+def _forget_reader() -> None:
+    global _read_pool
+    _read_pool = None
+
+
+# a forked child (an isolated worker) has the pool object but not its thread: it would wait forever
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_reader)
 
 
 def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> str:
@@ -82,6 +108,52 @@ class References:
         self._regions: dict[str, list] = {}
         self._parts: dict[tuple, np.ndarray | None] = {}
         self._memos: dict[tuple, FoldMemo] = {}      # per region: folds every backend's comparison may share
+        self._ahead: dict[str, Future] = {}          # "golden" / "baseline": store reads started by read_ahead
+
+    def read_ahead(self, backends) -> None:
+        """Start reading a large golden, and the baseline where a comparison will use it, from the
+        store on a thread while the first backend runs (a device kernel leaves the host waiting; here
+        the numpy golden leaves one of two cores free). Reading and checksumming release the GIL; a
+        small entry is mostly parsing, which holds it, so it is read where it is used (measured: read
+        ahead, the smoke tier's 1 to 10 KiB entries made the harness slower). Only what the case will
+        read: a positive case that some backend runs; the baseline where a backend other than it
+        compares a region by a kind that needs it. settle() waits for the reads (before any timing)."""
+        if self.store is None or self.seed is None or self.case.negative:
+            return
+        runs = [b for b in backends if b.available() and not b.supports(self.spec, self.case)]
+        if not runs:
+            return
+        self._read_ahead("golden", golden_store.golden_key)
+        if any(b.name != BASELINE_BACKEND for b in runs) and self._uses_baseline():
+            from . import registry
+
+            base = registry.backend(BASELINE_BACKEND)
+            if base.available() and not base.supports(self.spec, self.case):
+                self._read_ahead("baseline", golden_store.baseline_key)
+
+    def _read_ahead(self, what: str, key_fn) -> None:
+        try:
+            key = key_fn(self.spec, self.case, self.seed)
+        except (OSError, ValueError, SyntaxError, ImportError):
+            return                       # golden() / baseline() form it again, and count it as unkeyed
+        if self.store.size(key) >= READ_AHEAD_MIN_BYTES:
+            self._ahead[what] = _reader().submit(golden_store.lookup, self.store, lambda *_: key,
+                                                 self.spec, self.case, self.seed)
+
+    def _uses_baseline(self) -> bool:
+        try:
+            return any(r.rule.kind in BASELINE_KINDS for out in self.spec.outputs for r in self.regions(out))
+        except Exception:                # a region that cannot be built fails its rows later, where it is asked for
+            return False
+
+    def settle(self) -> None:
+        """Wait for the reads read_ahead started (their answers stay for golden() / baseline())."""
+        if self._ahead:
+            wait(list(self._ahead.values()))
+
+    def _looked_up(self, what: str):
+        ahead = self._ahead.pop(what, None)
+        return None if ahead is None else ahead.result()
 
     def regions(self, output: str) -> list:
         if output not in self._regions:
@@ -123,7 +195,7 @@ class References:
 
             self._golden, self.golden_source = golden_store.through(
                 self.store, golden_store.golden_key, self.spec, self.case, self.seed,
-                lambda: registry.backend("numpy").golden(self.spec, self.case, self.inputs))
+                lambda: registry.backend("numpy").golden(self.spec, self.case, self.inputs), self._looked_up("golden"))
         return self._golden
 
     def baseline(self) -> dict | None:
@@ -137,7 +209,7 @@ class References:
             else:
                 self._baseline, self.baseline_source = golden_store.through(
                     self.store, golden_store.baseline_key, self.spec, self.case, self.seed,
-                    lambda: b.run(self.spec, self.case, self.inputs))
+                    lambda: b.run(self.spec, self.case, self.inputs), self._looked_up("baseline"))
         return self._baseline
 
 
@@ -188,11 +260,15 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
             result.rows += verdict_rows(spec, case, b.name, "error", reason, tier, seed)
         return result
     refs = References(spec, case, inputs, seed)
+    refs.read_ahead(backends)
     outputs: dict = {}   # backend name -> outputs, for the front-end pairs
-    for b in backends:
-        rows, samples = run_backend(spec, case, b, inputs, refs, tier, seed, timing, checks=checks, sink=outputs)
-        result.rows += rows
-        result.samples += samples
+    try:
+        for b in backends:
+            rows, samples = run_backend(spec, case, b, inputs, refs, tier, seed, timing, checks=checks, sink=outputs)
+            result.rows += rows
+            result.samples += samples
+    finally:
+        refs.settle()    # a read no backend came to use must not run on into the next case's timing
     if checks.pairs:
         result.rows += devcheck.pair_rows(spec, case, backends, outputs, tier, seed)
     return result
@@ -235,6 +311,8 @@ def run_backend(spec, case, backend, inputs, refs, tier, seed, timing, checks=No
         return rows + _determinism(spec, case, backend, inputs, outputs, checks, tier, seed), []
     # repeated launches after the golden comparison, before timing: rows of their own (determinism:<backend>)
     extra = _determinism(spec, case, backend, inputs, outputs, checks, tier, seed)
+    if timing.enabled:
+        refs.settle()    # nothing of the harness runs beside a measurement
     m = _time(spec, case, backend, inputs, timing)
     samples = m.samples
     stats = summarize(samples)

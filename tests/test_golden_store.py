@@ -7,6 +7,7 @@ import fnmatch
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 import ml_dtypes
@@ -160,8 +161,17 @@ def cold_rows(tmp_path):
     return _rows(tmp_path / "cold")
 
 
-def test_run_through_a_store_gives_the_same_rows(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("ahead", [False, True])    # True: every golden and baseline read ahead on a thread
+def test_run_through_a_store_gives_the_same_rows(tmp_path, monkeypatch, caplog, ahead):
+    from harness import runner
+
     monkeypatch.setenv(golden_store.ENV, "")  # restored (unset) afterwards: run sets it
+    if ahead:
+        monkeypatch.setattr(runner, "READ_AHEAD_MIN_BYTES", 0)
+        reads = []
+        lookup = golden_store.lookup
+        monkeypatch.setattr(golden_store, "lookup",
+                            lambda *a: reads.append(threading.current_thread().name) or lookup(*a))
     store = tmp_path / "store"
     assert main(["run", *SELECT, "--out", str(tmp_path / "plain")]) == 0
     assert main(["run", *SELECT, "--golden-store", str(store), "--out", str(tmp_path / "cold")]) == 0
@@ -193,6 +203,8 @@ def test_run_through_a_store_gives_the_same_rows(tmp_path, monkeypatch, caplog):
     sources = [(r["golden_source"], r["baseline_source"]) for r in warm if r["golden_source"] is not None]
     assert sum("computed" in s for s in sources) >= 1 and any(s == ("store", "store") for s in sources)
     assert [tuple(r[k] for k in _SAME) for r in warm] == [tuple(r[k] for k in _SAME) for r in plain]
+    if ahead:                            # the reads went through the thread: a golden and a baseline per case
+        assert sum(name.startswith("opdiff-store-read") for name in reads) == len(reads) >= 2 * 2 * n_cases
     assert golden_build.verify(store) == {"ok": 2 * n_cases + n_all_cases, "bad": [],
                                           "kinds": {"baseline": n_cases, "golden": n_cases, "inputs": n_all_cases}}
 
