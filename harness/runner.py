@@ -109,6 +109,7 @@ class References:
         self._parts: dict[tuple, np.ndarray | None] = {}
         self._memos: dict[tuple, FoldMemo] = {}      # per region: folds every backend's comparison may share
         self._ahead: dict[str, Future] = {}          # "golden" / "baseline": store reads started by read_ahead
+        self._keys: dict[str, golden_store.Key] = {}  # their keys, formed once (a read of a small one waits)
 
     def read_ahead(self, backends) -> None:
         """Start reading a large golden, and the baseline where a comparison will use it, from the
@@ -136,6 +137,7 @@ class References:
             key = key_fn(self.spec, self.case, self.seed)
         except (OSError, ValueError, SyntaxError, ImportError):
             return                       # golden() / baseline() form it again, and count it as unkeyed
+        self._keys[what] = key
         if self.store.size(key) >= READ_AHEAD_MIN_BYTES:
             self._ahead[what] = _reader().submit(golden_store.lookup, self.store, lambda *_: key,
                                                  self.spec, self.case, self.seed)
@@ -154,6 +156,10 @@ class References:
     def _looked_up(self, what: str):
         ahead = self._ahead.pop(what, None)
         return None if ahead is None else ahead.result()
+
+    def _key_fn(self, what: str, key_fn):
+        key = self._keys.get(what)
+        return key_fn if key is None else (lambda *_: key)
 
     def regions(self, output: str) -> list:
         if output not in self._regions:
@@ -194,7 +200,7 @@ class References:
             from . import registry
 
             self._golden, self.golden_source = golden_store.through(
-                self.store, golden_store.golden_key, self.spec, self.case, self.seed,
+                self.store, self._key_fn("golden", golden_store.golden_key), self.spec, self.case, self.seed,
                 lambda: registry.backend("numpy").golden(self.spec, self.case, self.inputs), self._looked_up("golden"))
         return self._golden
 
@@ -208,7 +214,7 @@ class References:
                 self._baseline_error = why
             else:
                 self._baseline, self.baseline_source = golden_store.through(
-                    self.store, golden_store.baseline_key, self.spec, self.case, self.seed,
+                    self.store, self._key_fn("baseline", golden_store.baseline_key), self.spec, self.case, self.seed,
                     lambda: b.run(self.spec, self.case, self.inputs), self._looked_up("baseline"))
         return self._baseline
 
