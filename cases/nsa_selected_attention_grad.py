@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.dtypes import cast, name_of, np_dtype
 from harness.feasible import Chooser
+from harness.half import max_magnitude_bits
 from harness.inputs import fill
 from harness.spec import Constraint, OpSpec, OutputRule, Region, Source, TierPlan, edge
 
@@ -474,7 +475,7 @@ def _max_abs(x: np.ndarray) -> float:
     inf = _INF_BITS.get(name_of(x))
     if inf is None:
         return float(np.abs(np.asarray(x, np.float32)).max())
-    m = int((x.view(np.uint16) & np.uint16(0x7FFF)).max())
+    m = max_magnitude_bits(x)
     return math.nan if m > inf else float(np.array(m, np.uint16).view(x.dtype))
 
 

@@ -304,5 +304,8 @@ def test_a_region_part_is_boolean_indexing(shape, mask_shape):
     assert got.shape == x[mask].shape and np.array_equal(got, x[mask])
     assert np.array_equal(r.part(x[..., ::-1]), x[..., ::-1][mask])     # a strided view too
     assert Region("x", None, ELEM).part(x) is x
+    everything = Region("x", np.ones(mask_shape, bool), ELEM)
+    assert np.array_equal(everything.part(x), x[np.ones(mask_shape, bool)])
+    assert everything.part(x).shape == x[np.ones(mask_shape, bool)].shape
     with pytest.raises(IndexError, match="does not fit"):
         r.part(np.zeros((5,) + shape[1:]))

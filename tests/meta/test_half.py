@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.dtypes import cast
 from harness.half import narrow, widen
 
 
@@ -68,3 +69,22 @@ def test_narrow_keeps_astypes_memory_order(view):
     x = view(np.random.default_rng(3).standard_normal((6, 9)))
     want, got = x.astype(np.float16), narrow(x)
     assert got.strides == want.strides and np.array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_max_magnitude_bits_is_the_max_of_abs(dtype):
+    """Every pattern once (NaN patterns above inf), and random arrays against numpy's abs().max()."""
+    from harness.half import max_magnitude_bits
+
+    dt = cast(np.zeros(1), dtype).dtype
+    every = np.arange(1 << 16, dtype=np.uint16).view(dt)
+    assert max_magnitude_bits(every) == 0x7FFF
+    rng = np.random.default_rng(5)
+    for scale in (1e-6, 1.0, 300.0):
+        x = cast(rng.standard_normal((7, 33)) * scale, dtype)
+        want = np.abs(x.astype(np.float32)).max()
+        assert np.array([max_magnitude_bits(x)], np.uint16).view(dt)[0].astype(np.float32) == want
+        assert max_magnitude_bits(x[:, ::3]) == max_magnitude_bits(np.ascontiguousarray(x[:, ::3]))
+    assert max_magnitude_bits(np.zeros(0, dt)) == 0
+    with pytest.raises(TypeError, match="16-bit"):
+        max_magnitude_bits(np.zeros(3, np.float32))
