@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -246,12 +247,12 @@ def _combined(accs: np.ndarray) -> np.ndarray:
 _executor = None
 
 
-# Slices a fold needs before its slices go to the thread pool: waking the pool's threads costs tens of
-# microseconds, and on this project's 2-vCPU host (a VM whose idle vCPU halts) more: in a smoke run,
-# where folds come between other work, NSA grad's folds (115K elements on average) ran at 3.5 ns per
-# element on one thread and 4.4 on two. From 16 slices (1M elements, 2.7 ms on one thread) the second
-# thread's half pays for its wake-up.
-POOL_MIN_SLICES = 16
+# Slices a fold needs before pool threads help with it (_shared: the caller folds too). Waking a pool
+# thread costs tens of microseconds, more on this project's 2-vCPU host (a VM whose idle vCPU halts):
+# in a smoke run, where folds come between other work, NSA grad's folds (115K elements on average)
+# ran at 4.4 ns per element with the pool folding every slice and the caller waiting, 3.3 on one
+# thread, 2.8 to 3.0 with the caller sharing from 4 slices (256K elements) on.
+POOL_MIN_SLICES = 4
 
 # Threads per process at most, by default: a worker process of a many-core node (Ray, xdist) should
 # not start one per core, and a smoke-sized output has a handful of slices to share.
@@ -269,6 +270,28 @@ def _threads() -> int:
             raise ValueError(f"OPDIFF_FOLD_THREADS={env!r}: expected a whole number of threads") from None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(cpus, MAX_THREADS)
+
+
+def _shared(fn, n: int) -> None:
+    """fn(k) for every k < n, on this thread and on up to threads() - 1 pool threads, each taking the
+    next k until none is left. The caller folds too, so a pool thread that wakes late (tens of
+    microseconds on a VM whose idle vCPU halts) only does less of the work, never delays it."""
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for k in range(n):
+        todo.put(k)
+
+    def work() -> None:
+        while True:
+            try:
+                k = todo.get_nowait()
+            except queue.Empty:
+                return
+            fn(k)
+
+    helpers = [_pool().submit(work) for _ in range(min(_threads(), n) - 1)]
+    work()
+    for h in helpers:
+        h.result()                       # a helper's exception is the fold's
 
 
 def _pool():
@@ -380,7 +403,7 @@ def fold(a: np.ndarray, g: np.ndarray, dtype: str, *, relative: tuple[float, flo
             kernel(x, y, accs[k], prm)
 
         if _threads() > 1 and n_slices >= POOL_MIN_SLICES:
-            list(_pool().map(one, range(n_slices)))
+            _shared(one, n_slices)
         else:
             for k in range(n_slices):
                 one(k)

@@ -170,3 +170,17 @@ def test_without_a_writable_numba_cache_the_loop_compiles_uncached(monkeypatch, 
         t = S.fold(np.array([1.0, 2.0], np.float16), np.array([1.0, 2.5]), "float16")
     assert S.metrics(t, "float16", {})["max_abs_err"] == 0.5
     assert "compiling it in every process" in caplog.text
+
+
+def test_shared_work_runs_every_slice_once_and_raises_a_helpers_error(monkeypatch):
+    monkeypatch.setenv("OPDIFF_FOLD_THREADS", "3")
+    monkeypatch.setattr(S, "_executor", None)
+    seen = []
+    S._shared(seen.append, 50)
+    assert sorted(seen) == list(range(50))
+
+    def boom(k):
+        if k == 37:
+            raise RuntimeError("slice 37")
+    with pytest.raises(RuntimeError, match="slice 37"):
+        S._shared(boom, 50)
