@@ -7,7 +7,7 @@
 Vectorized over batch and heads: per-batch windows become a position mask over one (B, N_kv, G, S)
 score array, GQA is a reshape of the query to (B, N_kv, G, D). K and V are upcast to float64 one chunk
 of S at a time (CHUNK_ELEMS), so memory stays at the score array plus one chunk: S = 262144 with
-D = 512 for one batch and head needs about 0.3 GiB (bench/ifa_golden.py measures it).
+D = 512 for one batch and head needs about 20 MiB beyond its inputs (bench/ifa_golden.py measures it).
 """
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ import numpy as np
 from cases._ifa_windows import kv_windows   # the spec's window rule (its regions read it too)
 from harness.half import widen
 
-CHUNK_ELEMS = 1 << 22     # float64 K/V elements upcast at once (32 MiB per temporary)
+# float64 K/V elements upcast at once: 4 MiB per temporary, so the chunk the matmul reads is still in
+# cache when it reads it. Measured (bench/ifa_golden.py, this project's 2-core host): at B=8 N=32
+# S=8192 D=128 the golden took 0.80 s with chunks of 2^22 (32 MiB), 0.45 s with 2^19; the largest
+# nightly case 47 -> 26 ms (2^18: 27, 2^20: 33). The sum P @ V adds its chunks in a different order
+# from before: the golden is as exact, not the same bits.
+CHUNK_ELEMS = 1 << 19
 MASK_FILL = -1e12          # ops.md #5: masked scores are set to -1e12 (kernel SelectWithBytesMask, golden)
 
 
