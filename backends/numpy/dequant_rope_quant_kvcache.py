@@ -61,9 +61,10 @@ def roped(inputs):
     return rope(q, c, s), rope(k, c, s), v
 
 
-def quant_inputs(inputs) -> dict:
-    """y = value / scale (+ offset only when both offsets are given: ops.md#2 hasQuantOffset), [T,Nkv,D]."""
-    _, k, v = roped(inputs)
+def quant_inputs(inputs, kv=None) -> dict:
+    """y = value / scale (+ offset only when both offsets are given: ops.md#2 hasQuantOffset), [T,Nkv,D].
+    `kv`: roped()'s k and v where the caller has them already."""
+    k, v = roped(inputs)[1:] if kv is None else kv
     nkv, d = k.shape[1:]
     both = inputs.get("offset_k") is not None and inputs.get("offset_v") is not None
     out = {}
@@ -90,7 +91,7 @@ def compute(params, inputs, rounding: str = "even") -> dict:
     lead = x.shape[:-1]
     t, _, nq, nkv, d = dims(inputs)
     q, k, v = roped(inputs)
-    y = quant_inputs(inputs)
+    y = quant_inputs(inputs, (k, v))
     tok, rows = write_rows(inputs)
     out = {"q_out": q.reshape(lead + (nq, d))}
     if inputs["kv_output"]:
