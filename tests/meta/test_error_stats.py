@@ -45,7 +45,7 @@ def test_fold_equals_the_formulas(dtype, slice_elements, monkeypatch):
     normal = ~small
     atol, noise = 2.0 ** -12, 1e-4
     bound = S.Bound(1e-3, 0.0, 0.5, atol)
-    t = S.fold(a, g, dtype, relative=(atol, noise), bound=bound)
+    t = S.fold(a, g, dtype, relative=(atol, noise), floors=True, bias=True, bound=bound)
     assert t.finite and t.n == g.size
     m = S.metrics(t, dtype, {})
     rel = e / (np.abs(g) + 1e-7)
@@ -132,7 +132,7 @@ def test_16_bit_floats_read_as_bits_widen_exactly_as_numpy_does(dtype):
 
 def test_the_answer_is_the_same_bits_on_one_thread_and_on_many(monkeypatch):
     a, g = _pair("bfloat16", n=300_000, seed=3)
-    kw = dict(relative=(2.0 ** -14, 0.0), bound=S.Bound(1e-3, 0.0, 0.5, 2.0 ** -14))
+    kw = dict(relative=(2.0 ** -14, 0.0), floors=True, bias=True, bound=S.Bound(1e-3, 0.0, 0.5, 2.0 ** -14))
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "1")
     one = S.fold(a, g, "bfloat16", **kw).acc
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "4")
@@ -184,3 +184,24 @@ def test_shared_work_runs_every_slice_once_and_raises_a_helpers_error(monkeypatc
             raise RuntimeError("slice 37")
     with pytest.raises(RuntimeError, match="slice 37"):
         S._shared(boom, 50)
+
+
+def test_each_variant_folds_the_same_metrics_and_refuses_what_it_did_not_fold():
+    """A fold compiles only the groups asked for; every variant's metrics are those of the full fold
+    (counts and maxes exactly, sums to the last bits their vector order leaves), and asking a Totals
+    for a group it lacks is an error, not a zero."""
+    a, g = _pair("bfloat16", n=100_000, seed=4)
+    full = S.fold(a, g, "bfloat16", relative=(2.0 ** -14, 0.0), floors=True, bias=True, bound=S.Bound(1e-3))
+    want = S.metrics(full, "bfloat16", {})
+    for kw in ({}, dict(relative=(2.0 ** -14, 0.0)), dict(floors=True), dict(bias=True), dict(bound=S.Bound(1e-3))):
+        t = S.fold(a, g, "bfloat16", **kw)
+        got = S.metrics(t, "bfloat16", {})
+        assert got.keys() == want.keys()
+        for k, v in want.items():
+            assert got[k] == pytest.approx(v, rel=1e-13), (kw, k)
+        assert t.bad == (full.bad if "bound" in kw else 0)
+    lean = S.fold(a, g, "bfloat16")
+    for fn in (S.relative, S.floors, S.bias):
+        with pytest.raises(ValueError, match="needs a fold with"):
+            fn(lean)
+    assert S.relative(S.fold(a, g, "bfloat16", relative=(2.0 ** -14, 0.0))) == S.relative(full)
