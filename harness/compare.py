@@ -127,12 +127,18 @@ class FoldMemo:
     def fold(self, golden, a: np.ndarray, g: np.ndarray, dtype: str, relative, floors: bool = False) -> S.Totals:
         for gold, x, dt, rel, t in self._seen:
             if (gold is golden and dt == dtype and rel == relative and (t.has(S.FLOORS) or not floors)
-                    and x.shape == a.shape and x.dtype == a.dtype
-                    and np.array_equal(bits(x), bits(a))):   # a compare is 0.3 ns an element, a fold 2
+                    and x.shape == a.shape and x.dtype == a.dtype and _same_bits(x, a)):
                 return t
         t = S.fold(a, g, dtype, relative=relative, floors=floors)
         self._seen.append((golden, a, dtype, relative, t))
         return t
+
+
+def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+    """x and y (same shape and dtype) bit for bit: 0.3 ns an element against a fold's 2; the first
+    256 first, where another backend's output already differs."""
+    bx, by = bits(x).reshape(-1), bits(y).reshape(-1)
+    return np.array_equal(bx[:256], by[:256]) and np.array_equal(bx, by)
 
 
 def _folded(memo: FoldMemo | None, golden, a, g, dtype, relative, index, floors: bool = False) -> S.Totals:

@@ -200,7 +200,8 @@ def versions(baseline: bool) -> tuple:
     if baseline:
         import torch
 
-        v += [("torch", torch.__version__), ("torch_threads", torch.get_num_threads())]
+        # str(): torch's version object parses itself again at every comparison with the stored text
+        v += [("torch", str(torch.__version__)), ("torch_threads", torch.get_num_threads())]
     return tuple(v)
 
 
