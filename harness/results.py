@@ -65,10 +65,10 @@ class RunWriter:
     def append(self, rows: list[dict], samples: list[dict] = ()) -> None:
         for r in rows:
             r.setdefault("run_id", self.run_id)
-            self._rows.write(json.dumps(r, default=json_safe, allow_nan=True) + "\n")
+            self._rows.write(_ROW_JSON.encode(r) + "\n")
         for s in samples:
             s.setdefault("run_id", self.run_id)
-            self._samples.write(json.dumps(s, default=json_safe) + "\n")
+            self._samples.write(_SAMPLE_JSON.encode(s) + "\n")
         self._rows.flush()
         self._samples.flush()
 
@@ -92,6 +92,12 @@ def json_safe(obj):
     except ImportError:
         pass
     return str(obj)
+
+
+# One encoder each, made once (json.dumps with options builds one per call). Rows are flat dicts of
+# numbers and text: no cycle to check for.
+_ROW_JSON = json.JSONEncoder(default=json_safe, allow_nan=True, check_circular=False)
+_SAMPLE_JSON = json.JSONEncoder(default=json_safe, check_circular=False)
 
 
 def read_jsonl(path: Path, problems: list | None = None) -> list[dict]:
