@@ -8,9 +8,12 @@ input data with its golden data for the same reason. So a run with a store (`run
 
 An inputs entry is an ordinary store entry (harness.golden_store: checksummed, no pickle, a bad one
 is reported, counted and drawn again): the arrays under their argument names, and the other values
-(None, bool, int, float, str, lists of them) as JSON in one uint8 member, VALUES. An input of any
-other type, or an array that is not C-contiguous (a strided view built on purpose: a stored copy would
-be contiguous), makes the case's inputs unstorable: drawn every time, counted as unstorable.
+(None, bool, int, float, str, lists of them) as JSON in one uint8 member, VALUES. A broadcast view
+(zero strides: a negative case's tensor of 2M rows that costs no memory) is stored as the array it
+broadcasts from and read back through np.broadcast_to: the same values, shape and strides, read-only
+as it was. An input of any other type, or another array that is not C-contiguous (a strided view built
+on purpose: a stored copy would be contiguous), makes the case's inputs unstorable: drawn every time,
+counted as unstorable.
 
     inputs_key(spec, case, seed) -> Key
     make_inputs(spec, case, seed, store) -> dict      (store None: spec.make_inputs)
@@ -47,20 +50,25 @@ def _plain(value) -> bool:
 
 def encode(inputs: dict) -> dict | None:
     """The arrays of `inputs` plus VALUES, or None when some input is neither an array nor plain."""
-    arrays, values = {}, {}
+    arrays, values, broadcast = {}, {}, {}
     for name, v in inputs.items():
         if name == VALUES:
             return None
         if isinstance(v, np.ndarray):
-            if not v.flags.c_contiguous:     # a view built on purpose (a negative case's strided cache):
+            if v.flags.c_contiguous:
+                arrays[name] = v
+                continue
+            base = _broadcast_base(v)
+            if base is None:                 # a view built on purpose (a negative case's strided cache):
                 return None                  # a C-order copy would be another input
-            arrays[name] = v
+            arrays[name] = base
+            broadcast[name] = list(v.shape)
         elif _plain(v):
             values[name] = v
         else:
             return None
     order = list(inputs)        # the argument order of the dict, kept for the backends that print it
-    blob = json.dumps({"values": values, "order": order}).encode()
+    blob = json.dumps({"values": values, "order": order, "broadcast": broadcast}).encode()
     arrays[VALUES] = np.frombuffer(blob, np.uint8)
     return arrays
 
@@ -70,8 +78,27 @@ def decode(stored: dict) -> dict:
     if VALUES not in stored:
         raise ValueError(f"not an inputs entry (no {VALUES!r} member)")
     meta = json.loads(np.asarray(stored[VALUES]).tobytes().decode("utf-8"))
-    values = meta["values"]
-    return {name: (values[name] if name in values else stored[name]) for name in meta["order"]}
+    values, broadcast = meta["values"], meta.get("broadcast", {})
+    out = {}
+    for name in meta["order"]:
+        if name in values:
+            out[name] = values[name]
+        elif name in broadcast:
+            out[name] = np.broadcast_to(stored[name], tuple(broadcast[name]))
+        else:
+            out[name] = stored[name]
+    return out
+
+
+def _broadcast_base(v: np.ndarray) -> np.ndarray | None:
+    """The C-contiguous array that np.broadcast_to turns into v (same shape and strides), for a v whose
+    only non-contiguity is zero strides; None for any other layout."""
+    if 0 not in v.strides:
+        return None
+    base = v[tuple(slice(0, 1) if st == 0 else slice(None) for st in v.strides)]
+    if not base.flags.c_contiguous or np.broadcast_to(base, v.shape).strides != v.strides:
+        return None
+    return base
 
 
 def make_inputs(spec, case, seed: int, store: golden_store.GoldenStore | None) -> dict:

@@ -79,6 +79,33 @@ def test_strided_and_unplain_inputs_are_never_stored():
     assert back["x"] is wide
 
 
+def test_broadcast_inputs_are_stored_as_what_they_broadcast_from(tmp_path):
+    """A zero-stride view comes back with its values, shape, strides and read-only flag; a view that is
+    strided in another way stays unstorable."""
+    row = np.arange(6, dtype=np.float32).reshape(1, 6)
+    views = {"rows": np.broadcast_to(row, (1 << 21, 6)), "scalar": np.broadcast_to(np.float32(2.5), (3, 4, 5)),
+             "middle": np.broadcast_to(np.arange(4.0).reshape(4, 1, 1), (4, 7, 1))}
+    enc = input_store.encode({**views, "plain": np.ones(3)})
+    assert enc["rows"].shape == (1, 6) and enc["scalar"].size == 1     # stored small
+    back = input_store.decode(enc)
+    for name, v in views.items():
+        got = back[name]
+        assert got.shape == v.shape and got.strides == v.strides and not got.flags.writeable, name
+        assert np.array_equal(got, v), name
+    assert input_store.encode({"x": np.broadcast_to(np.arange(12.0)[::2], (3, 6))}) is None
+
+    spec = registry.op("nsa_selected_attention_grad")               # a negative case of 2M query rows
+    case = next(c for c in spec.cases("smoke") if c.id.startswith("neg-t1_range"))
+    store = GoldenStore(tmp_path)
+    drawn, again = (input_store.make_inputs(spec, case, 0, store) for _ in range(2))
+    assert store.counts["write"] == 1 and store.counts["hit"] == 1
+    for name, x in drawn.items():
+        if isinstance(x, np.ndarray):             # a broadcast one compared on its first rows, not 800 MB of it
+            y, part = again[name], (slice(0, 3),) if 0 in x.strides else ()
+            assert y.strides == x.strides and y.shape == x.shape and y.dtype == x.dtype, name
+            assert np.array_equal(bits(y[part]), bits(x[part])), name
+
+
 def test_noncontiguous_cache_case_is_drawn_every_time(tmp_path):
     spec = registry.op("dequant_rope_quant_kvcache")
     case = next(c for c in spec.cases("smoke") if c.params.get("cache_contiguous") is False)
