@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 import os
 import queue
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import policy as P
 from . import half, jit
+from .pools import LazyPool
 from .dtypes import EXPONENT_MASK, finfo, is_float, name_of
 
 
@@ -268,9 +268,6 @@ def _combined(accs: np.ndarray) -> np.ndarray:
     return acc
 
 
-_executor = None
-
-
 # Slices a fold needs before pool threads help with it (_shared: the caller folds too). Waking a pool
 # thread costs tens of microseconds, more on this project's 2-vCPU host (a VM whose idle vCPU halts):
 # in a smoke run, where folds come between other work, NSA grad's folds (115K elements on average)
@@ -318,21 +315,11 @@ def _shared(fn, n: int) -> None:
         h.result()                       # a helper's exception is the fold's
 
 
+_POOL = LazyPool("opdiff-fold", lambda: _threads())
+
+
 def _pool():
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="opdiff-fold")
-    return _executor
-
-
-def _forget_pool() -> None:
-    global _executor
-    _executor = None
-
-
-# a forked child has the pool object but not its threads: it would wait on them forever
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+    return _POOL.get()
 
 
 @dataclass(frozen=True)

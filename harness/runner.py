@@ -14,15 +14,15 @@ backend other than the baseline is under test. Every backend gets, per output re
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import devcheck, golden_store, input_store
+from .pools import LazyPool
 from .compare import METRIC_KEYS, FoldMemo, compare
 from .dtypes import cast, name_of, np_dtype
 from .errors import ConstraintViolation, Declined, Rejected
@@ -44,25 +44,7 @@ BASELINE_KINDS = ("reduction", "quant_int8")
 # An entry is read ahead (References.read_ahead) from this size: below it, parsing its header is most
 # of the read and holds the GIL the backend's Python needs.
 READ_AHEAD_MIN_BYTES = 1 << 20
-_read_pool: ThreadPoolExecutor | None = None
-
-
-def _reader() -> ThreadPoolExecutor:
-    """The one thread that reads store entries ahead (one at a time: a case's reads keep their order)."""
-    global _read_pool
-    if _read_pool is None:
-        _read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opdiff-store-read")
-    return _read_pool
-
-
-def _forget_reader() -> None:
-    global _read_pool
-    _read_pool = None
-
-
-# a forked child (an isolated worker) has the pool object but not its thread: it would wait forever
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_reader)
+_READER = LazyPool("opdiff-store-read", 1)    # one thread: a case's reads keep their order
 
 
 def repro_command(op: str, case: Case, backend: str, tier: str, seed: int) -> str:
@@ -139,7 +121,7 @@ class References:
             return                       # golden() / baseline() form it again, and count it as unkeyed
         self._keys[what] = key
         if self.store.size(key) >= READ_AHEAD_MIN_BYTES:
-            self._ahead[what] = _reader().submit(golden_store.lookup, self.store, lambda *_: key,
+            self._ahead[what] = _READER.get().submit(golden_store.lookup, self.store, lambda *_: key,
                                                  self.spec, self.case, self.seed)
 
     def _uses_baseline(self) -> bool:

@@ -136,7 +136,7 @@ def test_the_answer_is_the_same_bits_on_one_thread_and_on_many(monkeypatch):
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "1")
     one = S.fold(a, g, "bfloat16", **kw).acc
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "4")
-    monkeypatch.setattr(S, "_executor", None)
+    S._POOL.forget()                                   # made again with the thread count set here
     monkeypatch.setattr(S, "POOL_MIN_SLICES", 2)        # 300K elements: 5 slices, handed to the pool
     many = S.fold(a, g, "bfloat16", **kw).acc
     assert one.tobytes() == many.tobytes()
@@ -174,7 +174,7 @@ def test_without_a_writable_numba_cache_the_loop_compiles_uncached(monkeypatch, 
 
 def test_shared_work_runs_every_slice_once_and_raises_a_helpers_error(monkeypatch):
     monkeypatch.setenv("OPDIFF_FOLD_THREADS", "3")
-    monkeypatch.setattr(S, "_executor", None)
+    S._POOL.forget()                                   # made again with the thread count set here
     seen = []
     S._shared(seen.append, 50)
     assert sorted(seen) == list(range(50))
