@@ -217,7 +217,8 @@ def _exact(actual, golden) -> Comparison:
     is_fp = actual.dtype.kind == "f" or name_of(actual) == "bfloat16"
     ba, bg = bits(actual).reshape(-1), bits(golden).reshape(-1)
     if (golden.size and (actual.dtype.kind in "fiub" or is_fp)
-            and all(np.array_equal(x, y) for x, y in zip(_pieces(ba), _pieces(bg)))):
+            and (np.array_equal(ba, bg) if ba.size <= PIECE
+                 else all(np.array_equal(x, y) for x, y in zip(_pieces(ba), _pieces(bg))))):
         # bitwise equal (the common case, caches of millions of rows): every error metric is zero
         m.update(_zero_error_metrics(golden, name_of(golden), is_fp))
         return Comparison("pass", "bitwise equal", m)
@@ -256,13 +257,27 @@ def _small_count_bitwise(x: np.ndarray, dtype: str) -> int:
     """Elements with |x| below the small-value threshold, counted on the bit patterns (no float copy
     of a cache of millions of rows). With the sign bit cleared, the patterns of IEEE floats order as
     their magnitudes, and NaN and inf sort above every finite threshold, so they are never small."""
-    thr = P.SMALL_THRESHOLD.get(dtype, 0.0)
-    if not thr or x.size == 0:
+    if x.size == 0 or not P.SMALL_THRESHOLD.get(dtype, 0.0):
         return 0
     b = bits(x).reshape(-1)
-    magnitude = np.array(np.iinfo(b.dtype).max >> 1, b.dtype)         # all bits but the sign
-    limit = bits(np.asarray(thr).astype(x.dtype).reshape(1))[0]        # thresholds are powers of two: exact
+    magnitude, limit = _small_bits(dtype, x.dtype)
+    if b.size <= PIECE:
+        return int(np.count_nonzero((b & magnitude) < limit))
     return sum(int(np.count_nonzero((c & magnitude) < limit)) for c in _pieces(b))
+
+
+_SMALL_BITS: dict = {}
+
+
+def _small_bits(dtype: str, np_type) -> tuple:
+    """(all bits but the sign, the small-value threshold's bits) of a float dtype, found once each."""
+    memo = (dtype, np.dtype(np_type).str)           # the byte order too: bits are compared as stored
+    if memo not in _SMALL_BITS:
+        u = bits(np.zeros(1, np_type)).dtype
+        magnitude = np.array(np.iinfo(u).max >> 1, u)
+        limit = bits(np.asarray(P.SMALL_THRESHOLD[dtype]).astype(np_type).reshape(1))[0]   # powers of two: exact
+        _SMALL_BITS[memo] = (magnitude, limit)
+    return _SMALL_BITS[memo]
 
 
 def _quant_int8(actual, golden, af, gf, bf, index, m, rule: OutputRule) -> Comparison:

@@ -309,3 +309,15 @@ def test_a_region_part_is_boolean_indexing(shape, mask_shape):
     assert everything.part(x).shape == x[np.ones(mask_shape, bool)].shape
     with pytest.raises(IndexError, match="does not fit"):
         r.part(np.zeros((5,) + shape[1:]))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_a_bitwise_equal_exact_region_counts_its_small_values_on_the_bits(dtype):
+    from harness import policy as P
+
+    rng = np.random.default_rng(6)
+    for n in (37, (1 << 20) + 5):                        # one piece; several
+        g = cast(rng.standard_normal(n) * 10.0 ** rng.integers(-9, 2, n), dtype)
+        c = compare(g.copy(), g, EXACT)
+        want = np.count_nonzero(np.abs(g.astype(np.float64)) < P.SMALL_THRESHOLD[dtype])
+        assert c.verdict == "pass" and c.metrics["small_count"] == want > 0
