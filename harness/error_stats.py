@@ -22,10 +22,12 @@ of another vector width.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import queue
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -106,9 +108,10 @@ _GROUP_SLOTS = {RELATIVE: (SUM_E2_NORMAL, SUM_REL_NORMAL, MAX_REL_NORMAL, SMALL_
                 BOUND: (BAD, BAD_SMALL)}
 
 
-def _fold_loop_for(groups: int):
+def _fold_loop_for(groups: int, stamp: int):
     """The fold loop accumulating the metrics and `groups` (closure constants: numba compiles them in,
-    and caches each variant apart)."""
+    and caches each variant apart). `stamp`: _callee_stamp(), a closure constant too, so the cached
+    loop is compiled again when code it compiles in from another file changes."""
     rel_on, floors_on, bias_on, bound_on = (bool(groups & RELATIVE), bool(groups & FLOORS), bool(groups & BIAS),
                                             bool(groups & BOUND))
 
@@ -122,6 +125,8 @@ def _fold_loop_for(groups: int):
         every group). The maxes are integer maxes of the bit patterns (non-negative floats order as
         their bits), exact in any order. So the same inputs give the same bits on one machine however
         many threads fold them; another CPU may differ in a sum's last bits."""
+        if stamp < 0:                    # never: the stamp is in the loop only to key numba's cache
+            return
         ulp_scale, ulp_min, thr, small_atol = prm[P_ULP_SCALE], prm[P_ULP_MIN], prm[P_THR], prm[P_SMALL_ATOL]
         rel_atol, noise = prm[P_REL_ATOL], prm[P_NOISE]
         c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
@@ -199,18 +204,25 @@ def _fold_loop_for(groups: int):
     return _fold_loop
 
 
-def _worst_loop(a, g, prm, at, best):
-    """The bad element with the largest error, into best = [error, flat index] (the first of equal
-    errors stays; `at`: a's flat offset). Run only where _fold_loop counted bad elements: the same
-    _element decides what is bad, so both loops agree on every element."""
-    ulp_scale, ulp_min, thr, small_atol = prm[P_ULP_SCALE], prm[P_ULP_MIN], prm[P_THR], prm[P_SMALL_ATOL]
-    rel_atol, noise = prm[P_REL_ATOL], prm[P_NOISE]
-    c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
-    for i in range(a.size):
-        t = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
-                     c0, c1, c2, s_floor, s_keep)
-        if t[24] != 0.0 and t[2] > best[0]:     # bad, and its error beyond the worst so far
-            best[0], best[1] = t[2], float(at + i)
+def _worst_loop_for(stamp: int):
+    """_worst_loop, keyed in numba's cache by `stamp` as _fold_loop_for's loops are."""
+
+    def _worst_loop(a, g, prm, at, best):
+        """The bad element with the largest error, into best = [error, flat index] (the first of equal
+        errors stays; `at`: a's flat offset). Run only where _fold_loop counted bad elements: the
+        same _element decides what is bad, so both loops agree on every element."""
+        if stamp < 0:                    # never: the stamp keys numba's cache
+            return
+        ulp_scale, ulp_min, thr, small_atol = prm[P_ULP_SCALE], prm[P_ULP_MIN], prm[P_THR], prm[P_SMALL_ATOL]
+        rel_atol, noise = prm[P_REL_ATOL], prm[P_NOISE]
+        c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
+        for i in range(a.size):
+            t = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
+                         c0, c1, c2, s_floor, s_keep)
+            if t[24] != 0.0 and t[2] > best[0]:     # bad, and its error beyond the worst so far
+                best[0], best[1] = t[2], float(at + i)
+
+    return _worst_loop
 
 
 # How the loop reads `a`: float32 / float64 as they are, and a 16-bit float as its bits, widened in
@@ -237,6 +249,18 @@ def _widen_overload(v):
 
 _compiled = _element = None
 _loops: dict[int, object] = {}
+_stamp: int | None = None
+
+
+def _callee_stamp() -> int:
+    """A number that changes with the source of harness/half.py, whose float16 widening the loops
+    compile in: numba keys a cached function by its own file and closure only, so without it a
+    cached loop would keep an old half_bits after half.py changed."""
+    global _stamp
+    if _stamp is None:
+        digest = hashlib.sha256(Path(half.__file__).read_bytes()).digest()
+        _stamp = int.from_bytes(digest[:7], "little")                   # non-negative, fits an int64
+    return _stamp
 
 
 def _fold(groups: int = RELATIVE | FLOORS | BIAS | BOUND):
@@ -250,9 +274,10 @@ def _fold(groups: int = RELATIVE | FLOORS | BIAS | BOUND):
         overload(_widen)(_widen_overload)
         _element = jit.compiled(_element_terms, "the comparison's element terms")   # the loops call it
         _loops.clear()
-        _compiled = jit.compiled(_worst_loop, "the comparison's worst element")
+        _compiled = jit.compiled(_worst_loop_for(_callee_stamp()), "the comparison's worst element")
     if groups not in _loops:
-        _loops[groups] = jit.compiled(_fold_loop_for(groups), "the comparison loop", fastmath={"reassoc"})
+        _loops[groups] = jit.compiled(_fold_loop_for(groups, _callee_stamp()), "the comparison loop",
+                                      fastmath={"reassoc"})
     return _loops[groups], _compiled
 
 

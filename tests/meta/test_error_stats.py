@@ -205,3 +205,19 @@ def test_each_variant_folds_the_same_metrics_and_refuses_what_it_did_not_fold():
         with pytest.raises(ValueError, match="needs a fold with"):
             fn(lean)
     assert S.relative(S.fold(a, g, "bfloat16", relative=(2.0 ** -14, 0.0))) == S.relative(full)
+
+
+def test_the_cached_loops_are_keyed_by_the_source_of_the_float16_code_they_compile_in(tmp_path, monkeypatch):
+    """numba keys a cached function by its own file's code and its closure's contents; the loops carry
+    a stamp of harness/half.py in their closure, so a change there compiles them again (checked by hand:
+    a comment appended to half.py turned the next process's cache hit into a miss)."""
+    from harness import half
+
+    changed = tmp_path / "half.py"
+    changed.write_bytes(open(half.__file__, "rb").read() + b"\n# changed\n")
+    before = S._callee_stamp()
+    monkeypatch.setattr(S, "_stamp", None)
+    monkeypatch.setattr(half, "__file__", str(changed))
+    assert S._callee_stamp() not in (before, None) and S._callee_stamp() >= 0
+    cells = [c.cell_contents for c in S._fold_loop_for(S.RELATIVE, 12345).__closure__]
+    assert 12345 in cells and 12345 in [c.cell_contents for c in S._worst_loop_for(12345).__closure__]
