@@ -33,8 +33,8 @@ import numpy as np
 
 from . import policy as P
 from . import half, jit
+from .dtypes import EXPONENT_MASK, is_float, name_of, ulp_constants
 from .pools import LazyPool
-from .dtypes import EXPONENT_MASK, finfo, is_float, name_of
 
 
 # Elements per call of the loop. Each slice has its own accumulator, combined in slice order, so the
@@ -94,7 +94,7 @@ def _element_terms(x, y, ulp_scale, ulp_min, thr, small_atol, rel_atol, noise, c
         allowed = max(allowed, s_floor) if s_keep else s_floor
     bad = e > allowed
     return (nf_x, nf_y, e, r, e * e, x * x, y * y, x * y, np.float64(d > 0), np.float64(d < 0), sm,
-            sm * np.float64(e > small_atol), 1.0 - sm, q, np.float64(q > 1.0), sm * np.float64(e > rel_atol),
+            sm * np.float64(e > small_atol), q, np.float64(q > 1.0), sm * np.float64(e > rel_atol),
             (1.0 - sm) * (e * e), rr, u, 0.0 if small else u * u, ur, eb, towards, eb * eb, np.float64(bad),
             sm * np.float64(bad), ay)
 
@@ -103,9 +103,6 @@ def _element_terms(x, y, ulp_scale, ulp_min, thr, small_atol, rel_atol, noise, c
 # groups of slots each compiled variant of the loop accumulates. A fold of fewer groups is cheaper
 # (LLVM drops the terms nobody adds up): the relative sums alone 1.75 instead of 2.47 ns per element.
 RELATIVE, FLOORS, BIAS, BOUND = 1, 2, 4, 8
-_GROUP_SLOTS = {RELATIVE: (SUM_E2_NORMAL, SUM_REL_NORMAL, MAX_REL_NORMAL, SMALL_ERRS),
-                FLOORS: (MAX_U, SUM_U2, SUM_UR, MAX_UR), BIAS: (BIAS_E, BIAS_T, BIAS_E2),
-                BOUND: (BAD, BAD_SMALL)}
 
 
 def _fold_loop_for(groups: int, stamp: int):
@@ -134,7 +131,7 @@ def _fold_loop_for(groups: int, stamp: int):
         beyond = small_errs = e2n = reln = sum_u2 = sum_ur = be = bt = be2 = bad = bad_small = 0.0
         m_err = m_rel = m_ulp = m_reln = m_u = m_ur = m_g = np.int64(0)
         for i in range(a.size):
-            (fa, fg, e, r, ee, xx, yy, xy, dp, dn, sm, se, nm, q, by, ses, een, rr, u, uu, ur, eb, tw, ebb, bd,
+            (fa, fg, e, r, ee, xx, yy, xy, dp, dn, sm, se, q, by, ses, een, rr, u, uu, ur, eb, tw, ebb, bd,
              bds, ay) = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
                                  c0, c1, c2, s_floor, s_keep)
             nf_a += fa
@@ -217,10 +214,11 @@ def _worst_loop_for(stamp: int):
         rel_atol, noise = prm[P_REL_ATOL], prm[P_NOISE]
         c0, c1, c2, s_floor, s_keep = prm[P_C0], prm[P_C1], prm[P_C2], prm[P_S_FLOOR], prm[P_S_KEEP] != 0.0
         for i in range(a.size):
-            t = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
-                         c0, c1, c2, s_floor, s_keep)
-            if t[24] != 0.0 and t[2] > best[0]:     # bad, and its error beyond the worst so far
-                best[0], best[1] = t[2], float(at + i)
+            (_, _, e, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, bd, _,
+             _) = _element(_widen(a[i]), g[i], ulp_scale, ulp_min, thr, small_atol, rel_atol, noise,
+                           c0, c1, c2, s_floor, s_keep)
+            if bd != 0.0 and e > best[0]:           # bad, and its error beyond the worst so far
+                best[0], best[1] = e, float(at + i)
 
     return _worst_loop
 
@@ -334,17 +332,13 @@ def _shared(fn, n: int) -> None:
                 return
             fn(k)
 
-    helpers = [_pool().submit(work) for _ in range(min(_threads(), n) - 1)]
+    helpers = [_POOL.get().submit(work) for _ in range(min(_threads(), n) - 1)]
     work()
     for h in helpers:
         h.result()                       # a helper's exception is the fold's
 
 
-_POOL = LazyPool("opdiff-fold", lambda: _threads())
-
-
-def _pool():
-    return _POOL.get()
+_POOL = LazyPool("opdiff-fold", _threads)
 
 
 @dataclass(frozen=True)
@@ -408,9 +402,9 @@ def _ulp_constants(dtype: str) -> tuple[float, float, float, float]:
     for any other (no ULP, no small values)."""
     if dtype not in _ULP_CONSTANTS:
         if is_float(dtype):
-            fi = finfo(dtype)
-            _ULP_CONSTANTS[dtype] = (2.0 ** -int(fi.nmant), 2.0 ** int(fi.minexp),
-                                     P.SMALL_THRESHOLD.get(dtype, 0.0), P.SMALL_ATOL.get(dtype, 0.0))
+            smallest_normal, scale = ulp_constants(dtype)
+            _ULP_CONSTANTS[dtype] = (scale, smallest_normal, P.SMALL_THRESHOLD.get(dtype, 0.0),
+                                     P.SMALL_ATOL.get(dtype, 0.0))
         else:
             _ULP_CONSTANTS[dtype] = (0.0, 0.0, 0.0, 0.0)
     return _ULP_CONSTANTS[dtype]

@@ -226,7 +226,7 @@ def case_key(kind, spec, case, seed, code, version_fields) -> Key:
     """The key of one case's entry of `kind`: its op, params and seed, a code hash, library versions."""
     fields = {"layout": LAYOUT, "kind": kind, "op": spec.name, "params": case.params_json(), "seed": int(seed),
               "code": code, **dict(version_fields)}
-    return Key(tuple(sorted(fields.items())))
+    return Key(tuple(fields.items()))        # Key sorts them
 
 
 # ---------------------------------------------------------------- the store
@@ -497,7 +497,7 @@ def _check_key(stored_key, key: Key | None, digest: str | None) -> None:
     if key is not None and stored_key != key.as_dict():
         diff = sorted(k for k in set(stored_key) | set(key.as_dict()) if stored_key.get(k) != key.as_dict().get(k))
         raise BadEntry(f"stale entry: its manifest names another key (differs in {', '.join(diff)})")
-    if digest is not None and Key(tuple(sorted(stored_key.items()))).digest != digest:
+    if digest is not None and Key(tuple(stored_key.items())).digest != digest:
         raise BadEntry("stale entry: its manifest's key does not hash to its file name")
 
 
