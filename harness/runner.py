@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import devcheck, golden_store, input_store
-from .pools import LazyPool
 from .compare import METRIC_KEYS, FoldMemo, compare
 from .dtypes import cast, name_of, np_dtype
 from .errors import ConstraintViolation, Declined, Rejected
+from .pools import LazyPool
 from .roofline import peak_for, percent_of_peak
 from .spec import Case, OpSpec
 from .stats import summarize
