@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import uuid
 from pathlib import Path
+
+import orjson
 
 from . import rundir
 from .errors import UsageError
@@ -65,10 +68,10 @@ class RunWriter:
     def append(self, rows: list[dict], samples: list[dict] = ()) -> None:
         for r in rows:
             r.setdefault("run_id", self.run_id)
-            self._rows.write(_ROW_JSON.encode(r) + "\n")
+            self._rows.write(encode_line(r, _ROW_JSON))
         for s in samples:
             s.setdefault("run_id", self.run_id)
-            self._samples.write(_SAMPLE_JSON.encode(s) + "\n")
+            self._samples.write(encode_line(s, _SAMPLE_JSON))
         self._rows.flush()
         self._samples.flush()
 
@@ -92,6 +95,34 @@ def json_safe(obj):
     except ImportError:
         pass
     return str(obj)
+
+
+def _orjson_default(obj):
+    """orjson's fallback for a value it does not know (numpy scalars); a NaN or inf raises, so that
+    encode_line writes that row through json instead (orjson would write null)."""
+    value = json_safe(obj)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("non-finite")
+    return value
+
+
+def encode_line(obj: dict, fallback: json.JSONEncoder) -> str:
+    """One JSONL line of a flat row or sample. orjson (2.3 instead of 13.5 us for a row of 45 fields;
+    5 rows per smoke case), except where a float is NaN or inf, or a value is one orjson refuses (an
+    integer beyond 64 bits): json writes those rows. orjson writes NaN and inf as null, json as NaN /
+    Infinity, which the readers (json.loads) keep as floats. Both write the same values; only the
+    text of a float may differ (1e-05 / 1e-5).
+
+    A NaN or inf is found after the fact, without a Python loop over the fields (that cost as much as
+    orjson itself): every None writes one "null", and so does every NaN or inf; text can only add
+    more. So as many "null" in the line as None among the values means there was no NaN or inf."""
+    try:
+        line = orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return fallback.encode(obj) + "\n"
+    if line.count(b"null") != list(obj.values()).count(None):
+        return fallback.encode(obj) + "\n"
+    return line.decode()
 
 
 # One encoder each, made once (json.dumps with options builds one per call). Rows are flat dicts of

@@ -9,6 +9,7 @@ import logging
 import shutil
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from harness.cli import main
@@ -213,3 +214,20 @@ def test_a_malformed_done_line_is_named_with_its_line(good_run, tmp_path, capsys
     (d / "done.jsonl").write_text("".join(lines))
     assert main(["run", "--resume", str(d)]) == 2
     assert f"{d}/done.jsonl:2: malformed line" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("row", [
+    {"op": "x", "max_abs_err": 1e-05, "big": 1e16, "n": 3, "ok": True, "none": None, "text": "a\"b\u00e9\n"},
+    {"op": "x", "max_abs_err": float("nan"), "ratio": float("inf")},          # orjson would write null
+    {"op": "x", "n": 2**70},                                                   # beyond orjson's 64 bits
+    {"op": "x", "v": np.float32(float("nan")), "w": np.int64(7), "f": np.float64(0.1)},
+], ids=["plain", "nonfinite", "bigint", "numpy"])
+def test_encode_line_writes_what_json_reads_back_as_json_wrote_it(row):
+    from harness.results import _ROW_JSON, encode_line
+
+    line = encode_line(row, _ROW_JSON)
+    assert line.endswith("\n") and line.count("\n") == 1
+    back, want = json.loads(line), json.loads(_ROW_JSON.encode(row))
+    assert back.keys() == want.keys()
+    for k in want:                       # NaN != NaN: compare as text of the parsed values
+        assert repr(back[k]) == repr(want[k]), k
