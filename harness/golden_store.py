@@ -12,7 +12,7 @@ names everything it depends on:
     versions       numpy and ml_dtypes (the baseline adds torch and its CPU thread count,
                    which changes the summation order)
 
-One entry is one file, DIR/v3/<key[:2]>/<key>.entry, written to a temporary name and renamed (a
+One entry is one file, DIR/v4/<key[:2]>/<key>.entry, written to a temporary name and renamed (a
 killed writer leaves no half entry under the real name). Inside: a 24-byte prefix (magic, header
 length, the header's checksum), the header (JSON: the key fields, the body's length and, per output,
 its dtype, shape and segments), then the body: each segment's raw bytes at a 64-byte boundary. Every
@@ -34,8 +34,8 @@ means plain float64.
 Every read checks the header's and every segment's checksum, the file's length and that the header
 names exactly the key asked for. An entry that fails (truncated, bit flips, a manifest for another
 key: "stale") is reported (logged with the file and the problem, counted) and recomputed, never
-used. Entries of another layout (v1: .npz; v2: CRC-32) are not read: a new layout is a new
-directory, so an old store is all misses.
+used. Entries of another layout (v1: .npz; v2: CRC-32; v3: keys hashed over json's text, v4 over
+orjson's, 2x faster to form) are not read: a new layout is a new directory, so an old store is all misses.
 
     GoldenStore(DIR).get(key) -> dict | None      (None: miss, or a bad entry, counted)
     lookup(store, key_fn, spec, case, seed)        -> (key, stored outputs or None): through()'s read
@@ -60,6 +60,7 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+import orjson
 import xxhash
 
 from .dtypes import name_of, np_dtype
@@ -71,10 +72,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: environment variable naming the store; `run --golden-store` sets it so isolated workers (and any
 #: process the run starts) read and fill the same store.
 ENV = "OPDIFF_GOLDEN_STORE"
-LAYOUT = "v3"
+LAYOUT = "v4"
 SUFFIX = ".entry"
 #: first 8 bytes of an entry: a file that is not one fails before its header is parsed
-MAGIC = b"OPDGLD3\n"
+MAGIC = b"OPDGLD4\n"
 #: magic, header length (bytes), checksum of the header: 24 bytes, little-endian
 PREFIX = struct.Struct("<8sQQ")
 #: segments start on 64-byte boundaries: frombuffer views are aligned for every dtype and cache line
@@ -104,8 +105,9 @@ class Key:
 
     @cached_property                     # a key is immutable; its file name is asked for on every get
     def digest(self) -> str:
-        # fields are sorted, so this is json.dumps(..., sort_keys=True) without its encoder setup (4 of 9 us)
-        return hashlib.sha256(json.dumps(dict(self.fields)).encode()).hexdigest()
+        # fields are sorted (so the text is canonical); orjson: 1.7 against json's 6.6 us on a key whose
+        # params are 760 characters of JSON, formed three times a case
+        return hashlib.sha256(orjson.dumps(dict(self.fields))).hexdigest()
 
     def as_dict(self) -> dict:
         return dict(self.fields)
@@ -473,20 +475,21 @@ def _read_file(path: Path) -> np.ndarray:
 
 
 def _header(buf: np.ndarray) -> tuple[dict, int]:
-    """(the header, where the body starts); BadEntry for a file that is no whole v3 entry."""
+    """(the header, where the body starts); BadEntry for a file that is no whole v4 entry."""
     if buf.size < PREFIX.size:
         raise BadEntry(f"corrupt entry: truncated ({buf.size} bytes, shorter than the {PREFIX.size}-byte prefix)")
     magic, length, crc = PREFIX.unpack_from(buf)
     if magic != MAGIC:
-        raise BadEntry("corrupt entry: not a v3 entry (bad magic)")
+        raise BadEntry("corrupt entry: not a v4 entry (bad magic)")
     start = _aligned(PREFIX.size + length)
     if buf.size < start:
         raise BadEntry(f"corrupt entry: truncated ({buf.size} bytes, its header alone {start})")
     if xxhash.xxh3_64_intdigest(buf[PREFIX.size:start]) != crc:
         raise BadEntry("corrupt entry: header fails its checksum")
     try:
-        manifest = json.loads(buf[PREFIX.size:PREFIX.size + length].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson: 2.9 against json's 6.9 us on a smoke header (one per read, three reads a case)
+        manifest = orjson.loads(buf[PREFIX.size:PREFIX.size + length].tobytes())
+    except json.JSONDecodeError as exc:          # orjson's error is one (bad UTF-8 included)
         raise BadEntry(f"corrupt entry: bad header ({type(exc).__name__}: {exc})") from None
     if buf.size != start + manifest["body"]:
         raise BadEntry(f"corrupt entry: {buf.size} bytes, its header says {start + manifest['body']}")

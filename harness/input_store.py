@@ -25,6 +25,7 @@ import json
 import logging
 
 import numpy as np
+import orjson
 
 from . import golden_store
 
@@ -77,7 +78,7 @@ def decode(stored: dict) -> dict:
     """The inputs dict an entry stands for (ValueError for one that is not an inputs entry)."""
     if VALUES not in stored:
         raise ValueError(f"not an inputs entry (no {VALUES!r} member)")
-    meta = json.loads(np.asarray(stored[VALUES]).tobytes().decode("utf-8"))
+    meta = orjson.loads(np.asarray(stored[VALUES]).tobytes())     # json.JSONDecodeError where it is bad
     values, broadcast = meta["values"], meta.get("broadcast", {})
     out = {}
     for name in meta["order"]:
