@@ -114,13 +114,17 @@ def encode_line(obj: dict, fallback: json.JSONEncoder) -> str:
     text of a float may differ (1e-05 / 1e-5).
 
     A NaN or inf is found after the fact, without a Python loop over the fields (that cost as much as
-    orjson itself): every None writes one "null", and so does every NaN or inf; text can only add
-    more. So as many "null" in the line as None among the values means there was no NaN or inf."""
+    orjson itself). In orjson's text of a flat dict a value follows its key as `":value` (no space),
+    and inside a string every `"` is escaped, so a `":null` there reads `\\":null`. So the `":null`
+    not escaped are the None values plus the NaN and inf ones: as many as None among the values means
+    none was NaN or inf. A nested list or dict (never in a row) goes to json too: its null would not
+    follow a key."""
     try:
         line = orjson.dumps(obj, default=_orjson_default, option=orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError:
         return fallback.encode(obj) + "\n"
-    if line.count(b"null") != list(obj.values()).count(None):
+    nulls = line.count(b'":null') - line.count(b'\\":null')
+    if nulls != list(obj.values()).count(None) or b'":[' in line or b'":{' in line:
         return fallback.encode(obj) + "\n"
     return line.decode()
 

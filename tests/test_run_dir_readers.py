@@ -221,7 +221,12 @@ def test_a_malformed_done_line_is_named_with_its_line(good_run, tmp_path, capsys
     {"op": "x", "max_abs_err": float("nan"), "ratio": float("inf")},          # orjson would write null
     {"op": "x", "n": 2**70},                                                   # beyond orjson's 64 bits
     {"op": "x", "v": np.float32(float("nan")), "w": np.int64(7), "f": np.float64(0.1)},
-], ids=["plain", "nonfinite", "bigint", "numpy"])
+    # text that reads like a null value, beside a NaN that orjson would write as one: the counts
+    # of unescaped `":null` and of None must not be fooled
+    {"op": "x", "params": '{"a": null, "b":null}', "r": 'k":null \\":null', "e": float("nan"), "n": None},
+    {"op": "x", "params": '{"a": null}', "n": None, "m": 0.5},                 # nulls in text only
+    {"op": "x", "nested": [1.0, float("nan")], "d": {"k": float("inf")}},     # not flat: json writes it
+], ids=["plain", "nonfinite", "bigint", "numpy", "null-text-and-nan", "null-text", "nested"])
 def test_encode_line_writes_what_json_reads_back_as_json_wrote_it(row):
     from harness.results import _ROW_JSON, encode_line
 
@@ -231,3 +236,5 @@ def test_encode_line_writes_what_json_reads_back_as_json_wrote_it(row):
     assert back.keys() == want.keys()
     for k in want:                       # NaN != NaN: compare as text of the parsed values
         assert repr(back[k]) == repr(want[k]), k
+    if row.get("m") == 0.5:              # no NaN there: orjson wrote it (no space after a colon)
+        assert line.startswith('{"op":"x"')
