@@ -11,9 +11,11 @@ is reported, counted and drawn again): the arrays under their argument names, an
 (None, bool, int, float, str, lists of them) as JSON in one uint8 member, VALUES. A broadcast view
 (zero strides: a negative case's tensor of 2M rows that costs no memory) is stored as the array it
 broadcasts from and read back through np.broadcast_to: the same values, shape and strides, read-only
-as it was. An input of any other type, or another array that is not C-contiguous (a strided view built
-on purpose: a stored copy would be contiguous), makes the case's inputs unstorable: drawn every time,
-counted as unstorable.
+as it was. Another array that is not C-contiguous (a negative case's cache sliced out of a larger one on
+purpose: a stored copy would be contiguous, another input) is stored as the bytes its elements span in
+the array that owns them, and read back as a view of them with its strides, offset and writeable flag.
+An input of any other type, or a view of memory no ndarray owns, makes the case's inputs unstorable:
+drawn every time, counted as unstorable.
 
     inputs_key(spec, case, seed) -> Key
     make_inputs(spec, case, seed, store) -> dict      (store None: spec.make_inputs)
@@ -51,7 +53,7 @@ def _plain(value) -> bool:
 
 def encode(inputs: dict) -> dict | None:
     """The arrays of `inputs` plus VALUES, or None when some input is neither an array nor plain."""
-    arrays, values, broadcast = {}, {}, {}
+    arrays, values, broadcast, strided = {}, {}, {}, {}
     for name, v in inputs.items():
         if name == VALUES:
             return None
@@ -60,16 +62,20 @@ def encode(inputs: dict) -> dict | None:
                 arrays[name] = v
                 continue
             base = _broadcast_base(v)
-            if base is None:                 # a view built on purpose (a negative case's strided cache):
-                return None                  # a C-order copy would be another input
-            arrays[name] = base
-            broadcast[name] = list(v.shape)
+            if base is not None:
+                arrays[name] = base
+                broadcast[name] = list(v.shape)
+                continue
+            span = _strided_span(v)
+            if span is None:                 # no ndarray holds its memory: a copy would be another input
+                return None
+            arrays[name], strided[name] = span
         elif _plain(v):
             values[name] = v
         else:
             return None
     order = list(inputs)        # the argument order of the dict, kept for the backends that print it
-    blob = json.dumps({"values": values, "order": order, "broadcast": broadcast}).encode()
+    blob = json.dumps({"values": values, "order": order, "broadcast": broadcast, "strided": strided}).encode()
     arrays[VALUES] = np.frombuffer(blob, np.uint8)
     return arrays
 
@@ -79,13 +85,15 @@ def decode(stored: dict) -> dict:
     if VALUES not in stored:
         raise ValueError(f"not an inputs entry (no {VALUES!r} member)")
     meta = orjson.loads(np.asarray(stored[VALUES]).tobytes())     # json.JSONDecodeError where it is bad
-    values, broadcast = meta["values"], meta.get("broadcast", {})
+    values, broadcast, strided = meta["values"], meta.get("broadcast", {}), meta.get("strided", {})
     out = {}
     for name in meta["order"]:
         if name in values:
             out[name] = values[name]
         elif name in broadcast:
             out[name] = np.broadcast_to(stored[name], tuple(broadcast[name]))
+        elif name in strided:
+            out[name] = _strided_view(stored[name], strided[name])
         else:
             out[name] = stored[name]
     return out
@@ -100,6 +108,46 @@ def _broadcast_base(v: np.ndarray) -> np.ndarray | None:
     if not base.flags.c_contiguous or np.broadcast_to(base, v.shape).strides != v.strides:
         return None
     return base
+
+
+def _strided_span(v: np.ndarray) -> tuple[np.ndarray, dict] | None:
+    """(the bytes v's elements lie in, how v lies in them) for a view into memory an ndarray owns (a
+    negative case's cache sliced out of a larger one on purpose: its strides are the input); None
+    where no ndarray owns it. Only the bytes from v's first to its last element are kept."""
+    owner = v
+    while owner.base is not None:
+        up = owner.base
+        if not isinstance(up, np.ndarray):   # as_strided's holder of an array interface (sliding windows)
+            up = getattr(up, "base", None) if hasattr(up, "__array_interface__") else None
+        if not isinstance(up, np.ndarray):
+            break
+        owner = up
+    if owner.base is not None or not owner.flags.c_contiguous:
+        return None
+    lo = hi = v.ctypes.data - owner.ctypes.data           # byte offsets of v's extreme elements
+    for n, st in zip(v.shape, v.strides):
+        if n == 0:
+            return None                                    # an empty view: nothing to keep but its shape
+        lo, hi = (lo + (n - 1) * st, hi) if st < 0 else (lo, hi + (n - 1) * st)
+    hi += v.dtype.itemsize
+    if lo < 0 or hi > owner.nbytes:
+        return None
+    raw = owner.reshape(-1).view(np.uint8)[lo:hi]
+    return raw, {"dtype": golden_store.dtype_tag(v.dtype), "shape": list(v.shape), "strides": list(v.strides),
+                 "offset": v.ctypes.data - owner.ctypes.data - lo, "writeable": bool(v.flags.writeable)}
+
+
+def _strided_view(raw: np.ndarray, how: dict) -> np.ndarray:
+    """The view _strided_span kept, over the stored bytes (a bad geometry raises ValueError: the entry
+    is corrupt)."""
+    try:
+        v = np.ndarray(tuple(how["shape"]), golden_store.tag_dtype(how["dtype"]), buffer=np.asarray(raw, np.uint8),
+                       offset=int(how["offset"]), strides=tuple(how["strides"]))
+    except (TypeError, ValueError) as exc:   # numpy: "buffer is too small", "strides is incompatible"
+        raise ValueError(f"strided input does not fit its stored bytes: {exc}") from None
+    if not how["writeable"]:
+        v.flags.writeable = False
+    return v
 
 
 def make_inputs(spec, case, seed: int, store: golden_store.GoldenStore | None) -> dict:
