@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 import uuid
@@ -68,12 +67,15 @@ class RunWriter:
     def append(self, rows: list[dict], samples: list[dict] = ()) -> None:
         for r in rows:
             r.setdefault("run_id", self.run_id)
-            self._rows.write(encode_line(r, _ROW_JSON))
         for s in samples:
             s.setdefault("run_id", self.run_id)
-            self._samples.write(encode_line(s, _SAMPLE_JSON))
-        self._rows.flush()
-        self._samples.flush()
+        # one write and one flush per file and case (a write per row cost as much as encoding it)
+        if rows:
+            self._rows.write("".join([encode_line(r, _ROW_JSON) for r in rows]))
+            self._rows.flush()
+        if samples:
+            self._samples.write("".join([encode_line(s, _SAMPLE_JSON) for s in samples]))
+            self._samples.flush()
 
     def finish(self, summary: dict, status: str = "finished") -> None:
         self._rows.close()
