@@ -123,6 +123,21 @@ class FoldMemo:
 
     def __init__(self):
         self._seen: list = []            # (golden, array, dtype, relative, Totals)
+        self._judged: list = []          # (golden, actual, baseline, rule, dtype, Comparison)
+
+    def judged(self, golden, actual: np.ndarray, baseline, rule: OutputRule, dtype: str) -> Comparison | None:
+        """The Comparison of an actual with these bits, already judged against this golden part by this
+        rule with this baseline (the same object, or both none): a comparison is a function of them
+        alone. Backends often agree bit for bit (a cache's untouched rows; a split or cast both
+        compute exactly), and a second backend then costs a bit comparison, not a second judgement."""
+        for gold, a, base, r, dt, c in self._judged:
+            if (gold is golden and base is baseline and r is rule and dt == dtype and a.shape == actual.shape
+                    and a.dtype == actual.dtype and _same_bits(a, actual)):
+                return c
+        return None
+
+    def keep(self, golden, actual: np.ndarray, baseline, rule: OutputRule, dtype: str, c: Comparison) -> None:
+        self._judged.append((golden, actual, baseline, rule, dtype, c))
 
     def fold(self, golden, a: np.ndarray, g: np.ndarray, dtype: str, relative, floors: bool = False) -> S.Totals:
         for gold, x, dt, rel, t in self._seen:
@@ -151,9 +166,19 @@ def _folded(memo: FoldMemo | None, golden, a, g, dtype, relative, index, floors:
 def compare(actual: np.ndarray, golden: np.ndarray, rule: OutputRule, dtype: str | None = None,
             baseline: np.ndarray | None = None, memo: FoldMemo | None = None) -> Comparison:
     """Judge `actual` against `golden` by `rule`; `baseline` is the same-precision reference; `memo`
-    (optional, per golden part) saves folding an array twice."""
+    (optional, per golden part) saves folding an array twice, and judging the same bits twice."""
     actual, golden = np.asarray(actual), np.asarray(golden)
     dtype = dtype or name_of(actual)
+    if memo is not None:
+        c = memo.judged(golden, actual, baseline, rule, dtype)
+        if c is None:
+            c = _compare(actual, golden, rule, dtype, baseline, memo)
+            memo.keep(golden, actual, baseline, rule, dtype, c)
+        return c
+    return _compare(actual, golden, rule, dtype, baseline, memo)
+
+
+def _compare(actual, golden, rule: OutputRule, dtype: str, baseline, memo) -> Comparison:
     if actual.shape != golden.shape:
         m = _empty_metrics(golden.size)
         return Comparison("fail", f"shape {actual.shape} != golden shape {golden.shape}", m)

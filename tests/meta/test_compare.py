@@ -278,6 +278,30 @@ def test_a_memo_gives_the_same_comparisons_as_none(shift):
     assert len(memo._seen) == 3
 
 
+@pytest.mark.parametrize("rule", [RED, ELEM, OutputRule("exact")], ids=["reduction", "elementwise", "exact"])
+def test_a_memo_judges_the_same_bits_once_per_baseline(rule):
+    """A second backend whose region equals the first's bit for bit, against the same golden part,
+    rule and baseline, gets the first one's Comparison; other bits, or another baseline, are judged
+    afresh, and every judgement is what it is without a memo."""
+    from harness.compare import FoldMemo
+
+    g, base = _matmul("bfloat16")
+    g = cast(g, "bfloat16") if rule.kind == "exact" else g
+    a = cast(np.asarray(g, np.float64) * (1 + 2.0**-9), "bfloat16")
+    memo = FoldMemo()
+    first = compare(a, g, rule, "bfloat16", base, memo)
+    assert compare(a.copy(), g, rule, "bfloat16", base, memo) is first          # same bits: reused
+    _same(first, compare(a.copy(), g, rule, "bfloat16", base))
+    other = compare(a.copy(), g, rule, "bfloat16", None, memo)                 # another baseline
+    assert other is not first
+    _same(other, compare(a.copy(), g, rule, "bfloat16", None))
+    flipped = a.copy()
+    bits(flipped)[0, 0] ^= 1
+    again = compare(flipped, g, rule, "bfloat16", base, memo)
+    assert again is not first
+    _same(again, compare(flipped, g, rule, "bfloat16", base))
+
+
 def test_bad_elements_are_counted_and_named_where_the_max_error_passes_its_first_term():
     """A reduction folds without a bound first; only where the max error exceeds k x the baseline's
     does it fold again, and that fold must count every element beyond its bound and name the worst."""
