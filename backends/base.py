@@ -33,6 +33,11 @@ class Backend:
     name: str = "?"
     #: True for backends whose crashes can take the process down (run isolated by default).
     may_crash: bool = False
+    #: True for backends that reject a case breaking a constraint on its params before they read any
+    #: input tensor (the references: spec.validate checks the params first), so that a negative case
+    #: they alone run needs no inputs built (harness.runner). A device backend hands the tensors to the
+    #: library, whose refusal is the point of the case: False.
+    params_first: bool = False
 
     def available(self) -> Availability:
         return Availability(True)

@@ -19,12 +19,14 @@ drawn every time, counted as unstorable.
 
     inputs_key(spec, case, seed) -> Key
     make_inputs(spec, case, seed, store) -> dict      (store None: spec.make_inputs)
+    LazyInputs(build)                                 the same, built on first access
     through(spec, case, seed, store) -> (dict, "store" | "computed")
 """
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import orjson
@@ -148,6 +150,33 @@ def _strided_view(raw: np.ndarray, how: dict) -> np.ndarray:
     if not how["writeable"]:
         v.flags.writeable = False
     return v
+
+
+class LazyInputs(Mapping):
+    """A case's inputs, built on first use: a negative case that every backend rejects on its params
+    (harness.runner) never reads or draws its tensors. Any access builds them, so a backend that looks
+    at them gets them; `loaded` says whether one did."""
+
+    def __init__(self, build):
+        self._build, self._inputs = build, None
+
+    @property
+    def loaded(self) -> bool:
+        return self._inputs is not None
+
+    def _get(self) -> dict:
+        if self._inputs is None:
+            self._inputs = self._build()
+        return self._inputs
+
+    def __getitem__(self, name):
+        return self._get()[name]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 def make_inputs(spec, case, seed: int, store: golden_store.GoldenStore | None) -> dict:

@@ -241,7 +241,12 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
     checks = checks or devcheck.Checks()
     result = CaseResult()
     try:
-        inputs = input_store.make_inputs(spec, case, seed, golden_store.from_env())
+        if _rejected_on_params(spec, case, backends):
+            # every backend rejects it before it reads a tensor: its inputs are built only if one does
+            store = golden_store.from_env()
+            inputs = input_store.LazyInputs(lambda: input_store.make_inputs(spec, case, seed, store))
+        else:
+            inputs = input_store.make_inputs(spec, case, seed, golden_store.from_env())
     except Exception as exc:
         reason = f"inputs could not be built: {type(exc).__name__}: {exc}"
         for b in backends:
@@ -260,6 +265,16 @@ def run_case(spec: OpSpec, case: Case, backends: list, tier: str = "smoke", seed
     if checks.pairs:
         result.rows += devcheck.pair_rows(spec, case, backends, outputs, tier, seed)
     return result
+
+
+def _rejected_on_params(spec, case, backends) -> bool:
+    """A negative case breaking a documented constraint on its params, run only by backends that
+    reject such a case before they read a tensor (Backend.params_first: the references validate the
+    params first), or not at all (unavailable). 174 of the smoke tier's 570 cases: their inputs cost
+    0.2 to 0.4 ms each to read from a store, more to draw."""
+    if not case.negative or not spec.broken(case.params):
+        return False
+    return all(getattr(b, "params_first", False) or not b.available() for b in backends)
 
 
 def run_backend(spec, case, backend, inputs, refs, tier, seed, timing, checks=None, sink=None):

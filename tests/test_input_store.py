@@ -169,3 +169,36 @@ def test_run_through_a_warm_store_reads_inputs_and_gives_the_same_rows(tmp_path,
     drop = ("run_id", "golden_source", "baseline_source", "repro")
     assert [{k: v for k, v in r.items() if k not in drop} for r in rows[0]] == \
            [{k: v for k, v in r.items() if k not in drop} for r in rows[1]]
+
+
+def test_a_negative_case_the_references_reject_on_params_builds_no_inputs(monkeypatch):
+    """numpy and torch reject a case breaking a constraint on its params before they read a tensor:
+    run_case hands them inputs built on first use, and none is built; the rows are the ones eager
+    inputs give. A backend that does not validate params first gets them built before it runs."""
+    from harness import runner
+    from harness.timing import TimingConfig
+
+    spec = registry.op("incre_flash_attention")
+    case = next(c for c in spec.cases("smoke") if c.negative)
+    built = []
+    real = input_store.make_inputs
+    monkeypatch.setattr(input_store, "make_inputs", lambda *a: built.append(a) or real(*a))
+    refs = [registry.backend("numpy"), registry.backend("torch")]
+    lazy_rows = runner.run_case(spec, case, refs, "smoke", 0, TimingConfig(enabled=False)).rows
+    assert built == [] and {r["verdict"] for r in lazy_rows} == {"rejected"}
+
+    class Device(type(refs[0])):                    # a backend that may read the tensors first
+        name = "device-like"
+        params_first = False
+
+    eager_rows = runner.run_case(spec, case, refs + [Device()], "smoke", 0, TimingConfig(enabled=False)).rows
+    assert len(built) == 1
+    assert [r for r in eager_rows if r["backend"] != "device-like"] == lazy_rows
+
+
+def test_lazy_inputs_build_once_on_any_access():
+    calls = []
+    lazy = input_store.LazyInputs(lambda: calls.append(1) or {"x": np.ones(2), "n": 3})
+    assert not lazy.loaded and calls == []
+    assert lazy["n"] == 3 and sorted(lazy) == ["n", "x"] and len(lazy) == 2 and dict(lazy.items())["n"] == 3
+    assert lazy.loaded and calls == [1]

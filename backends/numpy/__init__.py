@@ -16,6 +16,7 @@ from backends.op_modules import not_implemented, op_module
 
 class NumpyBackend(Backend):
     name = "numpy"
+    params_first = True      # spec.validate(params, inputs) first: see Backend.params_first
 
     def supports(self, spec, case):
         if op_module("numpy", spec.name) is None:

@@ -57,6 +57,7 @@ def to_numpy(t) -> np.ndarray:
 
 class TorchBackend(Backend):
     name = "torch"
+    params_first = True      # spec.validate(params, inputs) first: see Backend.params_first
 
     def __init__(self, device: str = "cpu"):
         self.device = device
