@@ -479,27 +479,25 @@ def _max_abs(x: np.ndarray) -> float:
     return math.nan if m > inf else float(np.array(m, np.uint16).view(x.dtype))
 
 
-# cancellation_noise of the last inputs dict: regions() asks once per output and per backend for the
-# same case (6 times); the entry holds the dict itself, so its id cannot be reused while it is cached
-_last_noise: list = [None, 0.0]
+def _of_last_inputs(fn):
+    """fn(inputs), kept for the last inputs dict: regions() asks once per output and per backend for
+    the same case (6 times), and dk and dv have the same selected rows. The entry holds the dict
+    itself, so its id cannot be reused while it is cached."""
+    last: list = [None, None]
+
+    def cached(inputs):
+        if last[0] is not inputs:
+            last[:] = [inputs, fn(inputs)]
+        return last[1]
+
+    return cached
 
 
-def _noise_of(inputs) -> float:
-    if _last_noise[0] is not inputs:
-        _last_noise[:] = [inputs, cancellation_noise(inputs)]
-    return _last_noise[1]
-
-
-# selected_rows_mask of the last inputs dict: dk and dv have the same selected rows (held as _last_noise is)
-_last_selected: list = [None, None]
-
-
-def _selected_of(inputs) -> np.ndarray:
-    if _last_selected[0] is not inputs:
-        sel = selected_rows_mask(np.asarray(inputs["topk_indices"]), inputs["actual_seq_qlen"],
-                                 inputs["actual_seq_kvlen"], np.shape(inputs["key"])[0], int(inputs["select_block_size"]))
-        _last_selected[:] = [inputs, sel]
-    return _last_selected[1]
+_noise_of = _of_last_inputs(cancellation_noise)
+_selected_of = _of_last_inputs(
+    lambda inputs: selected_rows_mask(np.asarray(inputs["topk_indices"]), inputs["actual_seq_qlen"],
+                                      inputs["actual_seq_kvlen"], np.shape(inputs["key"])[0],
+                                      int(inputs["select_block_size"])))
 
 
 def _rule(dtype: str, inputs=None) -> OutputRule:
