@@ -9,7 +9,8 @@
    (with --golden-store, also through a warm store: inputs, goldens and baselines read back),
    over every smoke case;
 3. the numpy golden of each memory-bound op (FLOPs per byte < 1) against a memcpy of the bytes
-   its `cost()` says it moves, on its cases of --tier (default smoke; --largest N: the N largest by
+   its `cost()` says it moves (and the floor under any float64 golden: widening those bytes, read as
+   float16, to float64), on its cases of --tier (default smoke; --largest N: the N largest by
    bytes, as the issue's targets are stated for the largest nightly cases);
 4. the numpy golden of each attention op against torch's scaled_dot_product_attention in float32
    on the same (batch, heads, query length, kv length, head dim), where the case params name them
@@ -177,7 +178,7 @@ def golden_vs_memcpy(specs, tier="smoke", largest=0):
             cases = _cases(spec, tier, largest)
         except Exception:
             continue
-        ratios, gold_gbps, sizes, compute_bound, failed, out_ratios = [], [], [], 0, 0, []
+        ratios, gold_gbps, sizes, compute_bound, failed, out_ratios, floors = [], [], [], 0, 0, [], []
         for c in cases:
             nbytes, flops = spec.cost(c.params)
             if not nbytes or flops / nbytes >= 1.0:
@@ -192,6 +193,7 @@ def golden_vs_memcpy(specs, tier="smoke", largest=0):
                 continue
             m = _copy_time(nbytes / 2)       # cost counts read + write; a copy of half reads and writes it
             ratios.append(g / m)
+            floors.append(_widen_time(nbytes / 2) / m)
             # a golden returns its result out of place: an op that updates a cache in place (its cost:
             # the rows it writes) has a golden that writes the whole cache; a copy of what the golden
             # returns is the least any golden does
@@ -204,11 +206,21 @@ def golden_vs_memcpy(specs, tier="smoke", largest=0):
                   f"(range {min(ratios):.1f}-{max(ratios):.1f}), golden {np.median(gold_gbps):.2f} GB/s; "
                   f"largest {max(sizes) / 2**20:.0f} MiB moved: {ratios[int(np.argmax(sizes))]:.1f}x; "
                   f"against a copy of what the golden returns (where larger): median {np.median(out_ratios):.1f}x, "
-                  f"largest {out_ratios[int(np.argmax(sizes))]:.1f}x"
+                  f"largest {out_ratios[int(np.argmax(sizes))]:.1f}x; a float64 golden's floor (widening the "
+                  f"moved bytes, as float16, to float64, nothing else): largest {floors[int(np.argmax(sizes))]:.1f}x"
                   + (f"; {compute_bound} compute-bound case(s) left out" if compute_bound else "")
                   + (f"; {failed} failed" if failed else ""))
         else:
             print(f"   {spec.name:<32} not memory-bound (FLOPs per byte >= 1) or no runnable case")
+
+
+def _widen_time(nbytes: float) -> float:
+    """Median seconds of converting nbytes of float16 to float64 (harness.half.widen, the goldens' own
+    conversion): the least a float64 golden does with the 16-bit elements it reads, before any arithmetic."""
+    from harness.half import widen
+
+    src = np.ones(max(1, int(nbytes) // 2), np.float16)
+    return _median_time(lambda: widen(src), 9)
 
 
 def _copy_time(nbytes: float) -> float:
