@@ -1,19 +1,22 @@
-"""`golden build|verify`: fill a golden store on a CPU machine, or check every entry of one.
+"""`golden build|verify|prune`: fill a golden store on a CPU machine, check every entry of one, or
+remove the entries this checkout no longer reads.
 
     python -m harness golden build --tier nightly --store DIR [--ops NAMES] [--seed N] [--jobs N] [--case GLOB]
     python -m harness golden verify --store DIR
+    python -m harness golden prune --store DIR [--tier T,...] [--seed N,...] [--delete]
 
 A store built here is read by `run --golden-store DIR` on the NPU nodes (copy DIR there, as Ascend's
-ST flow ships its golden data). Exit codes: 0 all good, 1 some golden failed or an entry is bad,
-2 usage error.
+ST flow ships its golden data). Exit codes: 0 all good, 1 some golden failed, an entry is bad, or
+prune could not key every case (it then removes nothing), 2 usage error.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 
-from .. import golden_build, golden_store, registry
+from .. import golden_build, golden_prune, golden_store, registry
 from ..errors import UsageError
 from ..spec import TIERS
 
@@ -36,6 +39,17 @@ def add_parser(sub):
     v = gsub.add_parser("verify", help="check every entry's checksums; list the bad ones")
     v.add_argument("--store", required=True, help="store directory")
     v.set_defaults(func=verify_main)
+    r = gsub.add_parser("prune", help="remove the entries no case of the given tiers and seeds reads here "
+                                      "(a dry run without --delete)")
+    r.add_argument("--store", required=True, help="store directory")
+    r.add_argument("--tier", default=",".join(TIERS), metavar="T,...",
+                   help=f"tiers whose cases keep their entries (comma list; default all: {','.join(TIERS)})")
+    r.add_argument("--ops", default="all", help="operators whose cases keep their entries (default all; the "
+                                                "entries of any other op are removed)")
+    r.add_argument("--seed", default="0", metavar="N,...", help="seeds whose entries are kept (comma list; default 0)")
+    r.add_argument("--delete", action="store_true", help="remove them (default: only list what would go)")
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    r.set_defaults(func=prune_main)
 
 
 def build_main(args) -> int:
@@ -92,3 +106,68 @@ def verify_main(args) -> int:
     for b in r["bad"]:
         w.write(f"  {b['file']}: {b['problem']}\n")
     return 1 if r["bad"] else 0
+
+
+def _comma_list(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"--{what} {text!r}: give at least one")
+    return items
+
+
+def prune_main(args) -> int:
+    if not os.path.isdir(args.store):
+        raise UsageError(f"--store {args.store}: no such directory")
+    tiers = _comma_list(args.tier, "tier")
+    bad = [t for t in tiers if t not in TIERS]
+    if bad:
+        raise UsageError(f"--tier {', '.join(bad)}: unknown; valid: {', '.join(TIERS)}")
+    try:
+        seeds = [int(s) for s in _comma_list(args.seed, "seed")]
+    except ValueError:
+        raise UsageError(f"--seed {args.seed!r}: give whole numbers, comma separated") from None
+    specs = [registry.op(n) for n in registry.parse_names(args.ops, "op", registry.op_names())]
+    digests, unkeyed = golden_prune.live_digests(specs, tiers, seeds)
+    s = golden_prune.survey(args.store, digests, time.time())
+    removed = None
+    if args.delete and not unkeyed:
+        removed = golden_prune.remove(s)
+    summary = {**s.as_dict(), "tiers": tiers, "seeds": seeds, "unkeyed": unkeyed,
+               "removed_files": removed[0] if removed else 0, "removed_bytes": removed[1] if removed else 0,
+               "dry_run": not args.delete}
+    if args.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        _write_prune(summary, s, args)
+    return 1 if unkeyed else 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _write_prune(d: dict, s, args) -> None:
+    w = sys.stdout
+    w.write(f"golden store {args.store}: tiers {', '.join(d['tiers'])}, seeds {', '.join(map(str, d['seeds']))}\n")
+    w.write(f"  kept:         {d['kept']} entries read by those cases ({_mib(d['kept_bytes'])})\n")
+    w.write(f"  unreferenced: {d['unreferenced']} entries ({_mib(d['unreferenced_bytes'])}): older code or "
+            "versions, other cases, seeds or ops\n")
+    w.write(f"  temporaries:  {d['temporaries']} left by killed builders ({_mib(d['temporary_bytes'])}); "
+            f"{d['writing']} younger than {golden_prune.STALE_TEMP_S / 3600:g} h left alone (a builder may be writing)\n")
+    if d["old_layouts"]:
+        w.write(f"  old layouts:  {', '.join(d['old_layouts'])} ({_mib(d['old_layout_bytes'])}): never read by this "
+                f"version ({golden_store.LAYOUT})\n")
+    if d["other"]:
+        w.write(f"  left alone:   {len(d['other'])} other file(s), e.g. {d['other'][0]}\n")
+    if d["unkeyed"]:
+        for u in d["unkeyed"][:10]:
+            w.write(f"  UNKEYED {u['op']}/{u['case_id']} seed {u['seed']}: {u['error']}\n")
+        w.write(f"  {len(d['unkeyed'])} key(s) could not be formed here: their entries would look unreferenced, "
+                "so nothing was removed\n")
+    elif d["dry_run"]:
+        n = d["unreferenced"] + d["temporaries"]
+        w.write(f"  dry run: {n} file(s) and {len(d['old_layouts'])} old layout(s) would be removed "
+                f"({_mib(d['unreferenced_bytes'] + d['temporary_bytes'] + d['old_layout_bytes'])}); "
+                "add --delete to remove them\n")
+    else:
+        w.write(f"  removed {d['removed_files']} file(s) ({_mib(d['removed_bytes'])})\n")
