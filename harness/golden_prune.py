@@ -4,7 +4,8 @@ A change to a golden, a torch reference, an input builder or a module they impor
 new keys (harness.golden_store), so the old entries are never read again: a store that nightly CI
 fills on every commit grows by a tier's worth of entries each time. `golden prune` keeps what the
 cases of the given tiers and seeds key here (this checkout, these numpy / ml_dtypes / torch versions
-and torch thread count) and removes the rest, along with temporaries a killed builder left and the
+and torch thread count), and the judgements (harness.judgements) this comparison code made against
+those goldens, and removes the rest, along with temporaries a killed builder left and the
 directories of older layouts, which this version never reads.
 
     live_digests(specs, tiers, seeds) -> (digests, unkeyed)  the entry names those cases read
@@ -23,7 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import golden_store, input_store
+from . import golden_store, input_store, judgements
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def survey(root: str | os.PathLike, digests: set[str], now: float) -> Survey:
 def _classify(s: Survey, p: Path, digests: set[str], now: float, in_bucket: bool) -> None:
     size = _size(p)
     if in_bucket and p.is_file() and p.name.endswith(golden_store.SUFFIX):
-        if p.name[:-len(golden_store.SUFFIX)] in digests:
+        if p.name[:-len(golden_store.SUFFIX)] in digests or _live_judgement(p, digests):
             s.kept += 1
             s.kept_bytes += size
         else:
@@ -143,6 +144,18 @@ def _classify(s: Survey, p: Path, digests: set[str], now: float, in_bucket: bool
             s.writing += 1
     else:
         s.other.append(p)
+
+
+def _live_judgement(p: Path, digests: set[str]) -> bool:
+    """A judgement entry (harness.judgements) of a golden the cases read, made by this comparison code
+    on this CPU: its key names the outputs it judged, which no case can name in advance, so it is
+    read from its header."""
+    try:
+        key = golden_store.read_key(p)
+    except golden_store.BadEntry:
+        return False
+    return (key.get("kind") == "judgement" and key.get("golden") in digests
+            and key.get("code") == judgements.code() and key.get("cpu") == judgements.cpu())
 
 
 def remove(s: Survey) -> tuple[int, int]:

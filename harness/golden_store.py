@@ -578,6 +578,28 @@ def read_entry_and_key(path: Path, key: Key | None = None, digest: str | None = 
         raise BadEntry(f"corrupt entry: bad manifest ({type(exc).__name__}: {exc})") from None
 
 
+def read_key(path: Path) -> dict:
+    """The key an entry's header names, reading the header alone (its checksum verified, not the body's):
+    for listing a store without reading its arrays. BadEntry for a file that is no whole header."""
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(PREFIX.size)
+            if len(prefix) < PREFIX.size:
+                raise BadEntry(f"corrupt entry: truncated ({len(prefix)} bytes, shorter than the prefix)")
+            magic, length, crc = PREFIX.unpack(prefix)
+            if magic != MAGIC:
+                raise BadEntry("corrupt entry: not a v4 entry (bad magic)")
+            rest = f.read(_aligned(PREFIX.size + length) - PREFIX.size)
+    except OSError as exc:
+        raise BadEntry(f"corrupt entry: unreadable ({type(exc).__name__}: {exc})") from None
+    if len(rest) < length or xxhash.xxh3_64_intdigest(rest) != crc:
+        raise BadEntry("corrupt entry: header truncated or fails its checksum")
+    try:
+        return dict(orjson.loads(rest[:length])["key"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise BadEntry(f"corrupt entry: bad header ({type(exc).__name__}: {exc})") from None
+
+
 def entry_kind(path: Path) -> str:
     """The kind ("golden", "baseline", "inputs") its header names; BadEntry for a file that is no entry."""
     try:

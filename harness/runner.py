@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import devcheck, golden_store, input_store
+from . import devcheck, golden_store, input_store, judgements
 from .compare import METRIC_KEYS, FoldMemo, compare
 from .dtypes import cast, name_of, np_dtype
 from .errors import ConstraintViolation, Declined, Rejected
@@ -142,6 +142,28 @@ class References:
     def _key_fn(self, what: str, key_fn):
         key = self._keys.get(what)
         return key_fn if key is None else (lambda *_: key)
+
+    def golden_digest(self) -> str | None:
+        """The golden's key digest (None where it cannot be formed)."""
+        return self._digest("golden", golden_store.golden_key)
+
+    def baseline_digest(self) -> str | None:
+        """The baseline's key digest; "" where there is no baseline (unavailable, declined); None where
+        it cannot be keyed."""
+        from . import registry
+
+        b = registry.backend(BASELINE_BACKEND)
+        if self._baseline_error is not None or not b.available() or b.supports(self.spec, self.case):
+            return ""
+        return self._digest("baseline", golden_store.baseline_key)
+
+    def _digest(self, what: str, key_fn) -> str | None:
+        if what not in self._keys:
+            try:
+                self._keys[what] = key_fn(self.spec, self.case, self.seed)
+            except (OSError, ValueError, SyntaxError, ImportError):
+                return None              # golden() / baseline() count it as unkeyed where they are used
+        return self._keys[what].digest
 
     def regions(self, output: str) -> list:
         if output not in self._regions:
@@ -363,9 +385,14 @@ def _peak(backend):
 
 def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> list[dict]:
     dtypes = spec.output_dtypes(case.params)
-    refs.golden()     # first: a golden that cannot be built fails every row of the backend as "reference failed"
-    rows = []
     template = _row_template(spec, case, backend.name, tier, seed)
+    judged = _judgements(spec, backend, outputs, dtypes, refs)
+    stored = judged.read() if judged is not None else None
+    if stored is not None:               # these bits were judged against these references before
+        return [_judged_row(spec, case, backend, dtypes[out], tier, seed, template, s, refs)
+                for out, s in zip([o for o in spec.outputs for _ in refs.regions(o)], stored)]
+    refs.golden()     # first: a golden that cannot be built fails every row of the backend as "reference failed"
+    rows, made = [], []
     for out in spec.outputs:
         want_dtype = dtypes[out]
         if out not in outputs:
@@ -396,4 +423,42 @@ def _compare_outputs(spec, case, backend, inputs, outputs, refs, tier, seed) -> 
             r.update(verdict=c.verdict, reason=c.reason, ok=c.verdict in GOOD_POSITIVE,
                      golden_source=refs.golden_source, baseline_source=refs.baseline_source if b_r is not None else None)
             rows.append(r)
+            made.append({"label": region.label, "verdict": c.verdict, "reason": c.reason, "metrics": c.metrics,
+                         "baseline": b_r is not None})
+    if judged is not None:               # _judgements checked the outputs: every region was judged
+        judged.keep(made)
     return rows
+
+
+def _judgements(spec, backend, outputs, dtypes, refs):
+    """The store's entry for this backend's judgements of these outputs (harness.judgements), or None
+    where none is kept: no store, small outputs, or an output missing, of another dtype or not fitting
+    its regions' masks (those rows are cheap and say what is wrong)."""
+    if refs.store is None or refs.seed is None:
+        return None
+    labels, with_base = [], False
+    for out in spec.outputs:
+        if out not in outputs or name_of(np.asarray(outputs[out])) != dtypes[out]:
+            return None
+        shape = np.shape(outputs[out])
+        for region in refs.regions(out):
+            if region.mask is not None and shape[: region.mask.ndim] != region.mask.shape:
+                return None
+            labels.append(region.label)
+            with_base |= region.rule.kind in BASELINE_KINDS
+    baseline = refs.baseline_digest() if with_base and backend.name != BASELINE_BACKEND else ""
+    if baseline is None:
+        return None
+    return judgements.Judgements.of(refs.store, refs.spec, refs.case, outputs, labels, refs.golden_digest(), baseline)
+
+
+def _judged_row(spec, case, backend, dtype, tier, seed, template, stored: dict, refs) -> dict:
+    """A row as _compare_outputs made it, from its stored judgement. Its references are those this run
+    used where it used them (another backend's outputs, the same bits, were judged first), else the
+    store's: their keys are in the judgement's."""
+    r = _base_row(spec, case, backend.name, stored["label"], dtype, tier, seed, template)
+    r.update(stored["metrics"])
+    r.update(verdict=stored["verdict"], reason=stored["reason"], ok=stored["verdict"] in GOOD_POSITIVE,
+             golden_source=refs.golden_source or "store",
+             baseline_source=(refs.baseline_source or "store") if stored["baseline"] else None)
+    return r
