@@ -446,6 +446,8 @@ def _judgements(spec, backend, outputs, dtypes, refs):
                 return None
             labels.append(region.label)
             with_base |= region.rule.kind in BASELINE_KINDS
+    if not judgements.worth_keeping(outputs, spec.outputs, len(labels)):
+        return None                      # before the baseline's key: most smoke outputs are small
     baseline = refs.baseline_digest() if with_base and backend.name != BASELINE_BACKEND else ""
     if baseline is None:
         return None

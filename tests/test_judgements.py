@@ -138,3 +138,19 @@ def test_prune_keeps_the_judgements_of_live_goldens(runs, capsys):
     digests, unkeyed = golden_prune.live_digests([registry.op("nsa_selected_attention_grad")], ["smoke"], [0])
     s = golden_prune.survey(runs["store"], digests, time.time())
     assert not unkeyed and sorted(s.unreferenced) == sorted([store.path(dead), store.path(old_code)])
+
+
+def test_rows_come_back_as_kept_nan_and_inf_included(tmp_path):
+    spec = registry.op("incre_flash_attention")
+    big = {"attention_out": np.zeros(judgements.MIN_ELEMENTS, np.float16)}
+    j = judgements.Judgements.of(golden_store.GoldenStore(tmp_path), spec, None, big, ["attention_out"], "g" * 64, "")
+    rows = [{"label": "attention_out", "verdict": "fail", "reason": "ratio inf", "baseline": False,
+             "metrics": {"mare_ratio": float("inf"), "mere_ratio": float("nan"), "max_abs_err": 0.1 + 0.2,
+                         "numel": 65536, "grade": "L0", "max_ulp": None}}]
+    j.keep(rows)
+    back = j.read()
+    m = dict(back[0]["metrics"])
+    assert np.isnan(m.pop("mere_ratio"))
+    assert m == {k: v for k, v in rows[0]["metrics"].items() if k != "mere_ratio"}
+    assert type(m["numel"]) is int and m["max_abs_err"] == 0.1 + 0.2 and m["mare_ratio"] == float("inf")
+    assert {k: v for k, v in back[0].items() if k != "metrics"} == {k: v for k, v in rows[0].items() if k != "metrics"}
