@@ -77,10 +77,11 @@ def test_ray_rows_equal_a_single_process_run(cluster, tmp_path, monkeypatch):
     assert main(["run", *ray_run, "--out", str(tmp_path / "ray")]) == 0
     local, remote = _rows(tmp_path / "local"), _rows(tmp_path / "ray")
     assert len(local) == 80 and sorted(map(_key, remote)) == sorted(map(_key, local))
-    # the workers filled the driver's golden store (a golden and the inputs per case, harness.input_store);
-    # a second ray run reads every golden from it
+    # the workers filled the driver's golden store (a golden and the inputs per case, harness.input_store;
+    # the judgements of the one case whose outputs are large enough to keep them, harness.judgements,
+    # written by numpy and read by torch: the same bits); a second ray run reads every golden from it
     kinds = Counter(golden_store.entry_kind(e) for e in golden_store.entries(tmp_path / "store"))
-    assert kinds == {"golden": 20, "inputs": 20}
+    assert kinds == {"golden": 20, "inputs": 20, "judgement": 1}
     assert main(["run", *ray_run, "--out", str(tmp_path / "ray2")]) == 0
     assert {r["golden_source"] for r in _rows(tmp_path / "ray2")} == {"store"}
     assert sorted(map(_key, _rows(tmp_path / "ray2"))) == sorted(map(_key, local))
