@@ -46,7 +46,10 @@ def cluster():
     if ray.is_initialized():
         ray.shutdown()
     # workers inherit this environment: the fault backend's trigger and the checkout on sys.path
-    old = {k: os.environ.get(k) for k in ("OPDIFF_FAULTS", "PYTHONPATH")}
+    old = {k: os.environ.get(k) for k in ("OPDIFF_FAULTS", "PYTHONPATH", "ASCEND_RT_VISIBLE_DEVICES")}
+    # an xdist worker is pinned to one device (harness.pytest_support); Ray refuses to start 2 NPUs where
+    # ASCEND_RT_VISIBLE_DEVICES names fewer, and sets it per task itself
+    os.environ.pop("ASCEND_RT_VISIBLE_DEVICES", None)
     os.environ["OPDIFF_FAULTS"] = f"segfault={CRASH_CASE}"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old["PYTHONPATH"]) if p)
     ray.init(num_cpus=2, resources={"NPU": 2}, include_dashboard=False, log_to_driver=False)
