@@ -144,7 +144,7 @@ def determinism_rows(spec, case, backend, inputs, first: dict, launches: int, ti
         d, k = worst[o]
         if d.count:
             reason = f"launch {k} of {launches} on the same inputs differs from launch 1: " + d.describe(
-                f"launch 1", f"launch {k}")
+                "launch 1", f"launch {k}")
             rows.append(_row(spec, case, name, o, dtypes.get(o, ""), tier, seed, "nondeterministic", reason, repro, d))
         else:
             rows.append(_row(spec, case, name, o, dtypes.get(o, ""), tier, seed, "pass",
