@@ -18,7 +18,7 @@ The key names (harness.golden_store.Key, kind "judgement"):
 An entry holds, per region row, its label, verdict, reason and metrics (JSON, NaN and inf as JSON
 writes them). A bad one is counted, reported and judged again, like any store entry.
 
-    Judgements.of(store, spec, case, outputs, labels, golden_digest, baseline_digest) -> Judgements | None
+    Judgements.of(store, spec, outputs, labels, golden_digest, baseline_digest) -> Judgements | None
     j.read() -> the stored rows, or None;  j.keep(rows)
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Judgements:
         self.store, self.key, self.labels = store, key, labels
 
     @classmethod
-    def of(cls, store, spec, case, outputs: dict, labels: list[str], golden_digest: str | None,
+    def of(cls, store, spec, outputs: dict, labels: list[str], golden_digest: str | None,
            baseline_digest: str) -> "Judgements | None":
         """The entry for these outputs, or None where none is kept: no store, no golden key, outputs too
         small to be worth a read (MIN_ELEMENTS). `labels`: the rows' region labels, in order."""

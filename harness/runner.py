@@ -451,7 +451,7 @@ def _judgements(spec, backend, outputs, dtypes, refs):
     baseline = refs.baseline_digest() if with_base and backend.name != BASELINE_BACKEND else ""
     if baseline is None:
         return None
-    return judgements.Judgements.of(refs.store, refs.spec, refs.case, outputs, labels, refs.golden_digest(), baseline)
+    return judgements.Judgements.of(refs.store, spec, outputs, labels, refs.golden_digest(), baseline)
 
 
 def _judged_row(spec, case, backend, dtype, tier, seed, template, stored: dict, refs) -> dict:

@@ -122,10 +122,10 @@ def test_small_outputs_keep_no_judgement(tmp_path):
     spec = registry.op("incre_flash_attention")
     outputs = {"attention_out": np.zeros((2, 4, 1, 16), np.float16)}
     store = golden_store.GoldenStore(tmp_path)
-    assert judgements.Judgements.of(store, spec, None, outputs, ["attention_out"], "g" * 64, "") is None
+    assert judgements.Judgements.of(store, spec, outputs, ["attention_out"], "g" * 64, "") is None
     big = {"attention_out": np.zeros(judgements.MIN_ELEMENTS, np.float16)}
-    assert judgements.Judgements.of(store, spec, None, big, ["attention_out"], "g" * 64, "") is not None
-    assert judgements.Judgements.of(None, spec, None, big, ["attention_out"], "g" * 64, "") is None
+    assert judgements.Judgements.of(store, spec, big, ["attention_out"], "g" * 64, "") is not None
+    assert judgements.Judgements.of(None, spec, big, ["attention_out"], "g" * 64, "") is None
 
 
 def test_prune_keeps_the_judgements_of_live_goldens(runs, capsys):
@@ -143,7 +143,7 @@ def test_prune_keeps_the_judgements_of_live_goldens(runs, capsys):
 def test_rows_come_back_as_kept_nan_and_inf_included(tmp_path):
     spec = registry.op("incre_flash_attention")
     big = {"attention_out": np.zeros(judgements.MIN_ELEMENTS, np.float16)}
-    j = judgements.Judgements.of(golden_store.GoldenStore(tmp_path), spec, None, big, ["attention_out"], "g" * 64, "")
+    j = judgements.Judgements.of(golden_store.GoldenStore(tmp_path), spec, big, ["attention_out"], "g" * 64, "")
     rows = [{"label": "attention_out", "verdict": "fail", "reason": "ratio inf", "baseline": False,
              "metrics": {"mare_ratio": float("inf"), "mere_ratio": float("nan"), "max_abs_err": 0.1 + 0.2,
                          "numel": 65536, "grade": "L0", "max_ulp": None}}]
