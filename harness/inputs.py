@@ -34,12 +34,12 @@ def fill(rng: np.random.Generator, shape, dtype: str, dist: str = "uniform", low
         lo, hi = (info.min, info.max) if info.bits <= 8 else (-1000, 1000)
         return _chunked(shape, dtype, lambda k: rng.integers(lo, hi, size=k, endpoint=True).astype(dtype))
     if dist == "uniform":
-        draw = lambda k: rng.uniform(low, high, size=k)          # noqa: E731
+        draw = lambda k: _uniform(rng, low, high, k)             # noqa: E731
     elif dist == "normal":
         mu, sigma = rng.uniform(-100, 100), rng.uniform(1, 25)
         draw = lambda k: rng.normal(mu, sigma, size=k)           # noqa: E731
     elif dist == "tiny":
-        draw = lambda k: rng.uniform(-1e-3, 1e-3, size=k)        # noqa: E731
+        draw = lambda k: _uniform(rng, -1e-3, 1e-3, k)           # noqa: E731
     elif dist == "outliers":                  # all values, then all masks: not chunked (a rare tier)
         x = rng.uniform(low, high, size=shape)
         mask = rng.random(shape) < 1e-3
@@ -47,6 +47,16 @@ def fill(rng: np.random.Generator, shape, dtype: str, dist: str = "uniform", low
     else:
         raise ValueError(f"unknown distribution {dist!r}; known: {', '.join(DISTRIBUTIONS)}")
     return _chunked(shape, dtype, lambda k: cast(draw(k), dtype))
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float, k: int) -> np.ndarray:
+    """rng.uniform(low, high, k) bit for bit (numpy computes low + (high - low) * u of the same doubles u),
+    in place: 4.0 instead of 5.1 to 5.8 ns an element here, and the same IEEE product and sum on every
+    CPU (a compiler may fuse numpy's C expression into one FMA; two ufuncs never are)."""
+    u = rng.random(k)
+    np.multiply(u, high - low, out=u)
+    np.add(u, low, out=u)
+    return u
 
 
 def _chunked(shape: tuple, dtype: str, make) -> np.ndarray:

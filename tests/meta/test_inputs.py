@@ -6,7 +6,7 @@ import pytest
 
 from harness import registry
 from harness.dtypes import bits
-from harness.inputs import fill
+from harness.inputs import CHUNK, fill
 
 
 def _same(a, b):
@@ -39,3 +39,19 @@ def test_distributions():
     assert i8.dtype == np.int8 and i8.min() == -128 and i8.max() == 127
     with pytest.raises(ValueError, match="unknown distribution"):
         fill(rng, (3,), "float16", "bogus")
+
+
+@pytest.mark.parametrize("low, high", [(-5.0, 5.0), (-1e-3, 1e-3), (0.0, 1.0)])
+def test_uniform_is_numpys_uniform_bit_for_bit(low, high):
+    """fill's uniform draw (in place, two ufuncs) gives the doubles rng.uniform gives: the stored
+    inputs and every golden built from them stay what they were."""
+    from harness.inputs import _uniform
+
+    n = 3 * CHUNK + 17                       # across chunk boundaries: each call takes the next numbers
+    rng = np.random.default_rng(7)
+    ours = np.concatenate([_uniform(rng, low, high, k) for k in (CHUNK, CHUNK, CHUNK, 17)])
+    theirs = np.random.default_rng(7).uniform(low, high, size=n)
+    assert np.array_equal(ours.view(np.int64), theirs.view(np.int64))
+    a = fill(np.random.default_rng(3), (n,), "float32", "uniform", low, high)
+    b = np.random.default_rng(3).uniform(low, high, size=n).astype(np.float32)
+    assert np.array_equal(a.view(np.int32), b.view(np.int32))
