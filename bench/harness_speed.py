@@ -13,7 +13,8 @@
    float16, to float64), on its cases of --tier (default smoke; --largest N: the N largest by
    bytes, as the issue's targets are stated for the largest nightly cases);
 4. the numpy golden of each attention op against torch's scaled_dot_product_attention in float32
-   on the same (batch, heads, query length, kv length, head dim), where the case params name them
+   on the same (batch, heads, query length, kv length, head dim), where the case params name them;
+   NSA selected attention grad against SDPA forward + backward on each query's selected keys
    (same --tier / --largest);
 5. the harness CPU timer (median of `measure`, nightly protocol) against
    torch.utils.benchmark.Timer.blocked_autorange on the same callables.
@@ -257,6 +258,14 @@ def golden_vs_sdpa(specs, tier="smoke", largest=0):
         except Exception:
             continue
         for c in cases:
+            if "select_block_size" in c.params:          # NSA selected attention backward
+                timed = _nsa_grad_vs_sdpa(spec, c, numpy_b)
+                if timed is None:
+                    skipped += 1
+                else:
+                    ratios.append(timed[2] / timed[3])
+                    shapes.append(timed)
+                continue
             s = _shape(c.params)
             if None in (s["batch"], s["heads"], s["dim"], s["kv"]):
                 skipped += 1
@@ -284,6 +293,39 @@ def golden_vs_sdpa(specs, tier="smoke", largest=0):
                   + f"; largest {big[1]}: golden {big[2] * 1e3:.1f} ms, SDPA {big[3] * 1e3:.1f} ms, {big[2] / big[3]:.2f}x")
         else:
             print(f"   {spec.name:<32} n/a: params do not name batch/heads/seq/dim (e.g. TND with per-sequence lengths)")
+
+
+def _nsa_grad_vs_sdpa(spec, case, numpy_b):
+    """(size, text, golden s, SDPA s) for NSA selected attention grad: its golden (a backward that
+    recomputes P) against SDPA forward + backward in float32 on the same attention problem: each of
+    the T1 query tokens over its L = block size x block count selected keys, N1 query heads on N2 kv
+    heads (the selected keys gathered per token, [T1, N2, L, D]), or a copy of the gradients it
+    returns where that takes longer; None where the gathered keys do not fit in 1 GB."""
+    import torch
+
+    p = case.params
+    t1, n1, n2 = sum(p["q_lens"]), p["n1"], p["n2"]
+    length, dqk, dv = p["select_block_size"] * p["select_block_count"], p["d_qk"], p["d_v"]
+    if 4 * t1 * n2 * length * (dqk + dv) * 3 > 1e9:    # K, V, their grads and SDPA's temporaries
+        return None
+    inputs = spec.make_inputs(case, 0)
+    g = _median_time(lambda: numpy_b.golden(spec, case, inputs), 5)
+    q = torch.randn(t1, n1, 1, dqk, requires_grad=True)
+    k = torch.randn(t1, n2, length, dqk, requires_grad=True)
+    v = torch.randn(t1, n2, length, dv, requires_grad=True)
+    d_out = torch.randn(t1, n1, 1, dv)
+
+    def fwd_bwd():
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=n1 != n2)
+        out.backward(d_out)
+
+    t = _median_time(fwd_bwd, 9)
+    # dk and dv span all T2 keys, selected or not: a case of 8 queries over 131072 keys returns 268 MB of
+    # float64 gradients that SDPA on the selected keys never writes; a copy of them is the least it costs
+    out_bytes = sum(np.asarray(a).nbytes for a in numpy_b.golden(spec, case, inputs).values())
+    t = max(t, _copy_time(out_bytes))
+    return (t1 * n1 * length * (dqk + dv), f"T1={t1} N1={n1} N2={n2} L={length} D={dqk}/{dv} (fwd+bwd, or a "
+            f"copy of the {out_bytes / 2**20:.0f} MiB of gradients where that is more)", g, t)
 
 
 def timer_vs_blocked_autorange():
