@@ -36,10 +36,12 @@ from . import golden_store
 log = logging.getLogger(__name__)
 
 #: a backend's outputs are judged afresh where their elements, plus REGION_ELEMENTS per region, are
-#: fewer than this: reading an entry back (~60 us) costs more than judging them (a fold is ~2.5 ns an
-#: element, a region's rule ~20 us of Python besides, about 8K elements' worth)
+#: fewer than this: reading an entry back (31-50 us, and hashing the outputs) costs more than judging
+#: them (a fold is ~2.5 ns an element; a region's rule costs tens of microseconds of Python besides).
+#: 16K per region keeps DequantRope's judgements (7 small regions a backend) and none of IFA's (2 or
+#: 3): measured case by case in one process, 0.57 against 0.62 ms of harness per smoke case with 8K
 MIN_ELEMENTS = 1 << 16
-REGION_ELEMENTS = 1 << 13
+REGION_ELEMENTS = 1 << 14
 
 #: the member of an entry that holds the rows, as JSON bytes
 ROWS = "__judgements__"
