@@ -138,7 +138,7 @@ def prune_main(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
-        _write_prune(summary, s, args)
+        _write_prune(summary, args)
     return 1 if unkeyed else 0
 
 
@@ -146,7 +146,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def _write_prune(d: dict, s, args) -> None:
+def _write_prune(d: dict, args) -> None:
     w = sys.stdout
     w.write(f"golden store {args.store}: tiers {', '.join(d['tiers'])}, seeds {', '.join(map(str, d['seeds']))}\n")
     w.write(f"  kept:         {d['kept']} entries read by those cases ({_mib(d['kept_bytes'])})\n")
