@@ -115,12 +115,28 @@ def survey(root: str | os.PathLike, digests: set[str], now: float) -> Survey:
                 files = sorted(sub.iterdir()) if sub.is_dir() else [sub]
                 for p in files:
                     _classify(s, p, digests, now, in_bucket=sub.is_dir())
-        elif top.is_dir() and _LAYOUT_DIR.fullmatch(top.name):
+        elif top.is_dir() and _LAYOUT_DIR.fullmatch(top.name) and _looks_like_layout(top):
             s.old_layouts.append(top)
             s.old_layout_bytes += _tree_bytes(top)
         else:
             s.other.append(top)
     return s
+
+
+_BUCKET = re.compile(r"[0-9a-f]{2}")
+
+
+def _looks_like_layout(d: Path) -> bool:
+    """A directory that holds a store's layout and nothing else: 2-hex buckets of entries (any
+    suffix an older layout used) and temporaries. Anything else in it (a `v1` of the user's own next
+    to the store) leaves it alone: it is removed whole, so it must be ours whole."""
+    for bucket in d.iterdir():
+        if not (bucket.is_dir() and _BUCKET.fullmatch(bucket.name)):
+            return False
+        for p in bucket.iterdir():
+            if not p.is_file() or not (p.suffix in (".entry", ".npz", ".json") or p.name.startswith(".tmp-")):
+                return False
+    return True
 
 
 def _classify(s: Survey, p: Path, digests: set[str], now: float, in_bucket: bool) -> None:

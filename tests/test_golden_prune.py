@@ -115,3 +115,12 @@ def test_bad_arguments_are_usage_errors(store, capsys, args, message):
     cmd = ["golden", "prune", "--store", str(store["root"]), *args]
     assert main(cmd) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_layout_named_directory_that_is_not_ours_is_left_alone(store, capsys):
+    mine = store["root"] / "v2"
+    (mine / "results").mkdir(parents=True)
+    (mine / "results" / "table.csv").write_text("a user's own file, in a directory that looks like a layout")
+    rc, d = _prune(capsys, store["root"], "--delete")
+    assert rc == 0 and d["old_layouts"] == ["v3"] and str(mine) in d["other"]
+    assert (mine / "results" / "table.csv").exists() and not (store["root"] / "v3").exists()
