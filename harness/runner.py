@@ -107,20 +107,12 @@ class References:
         if not runs:
             return
         self._read_ahead("golden", golden_store.golden_key)
-        if any(b.name != BASELINE_BACKEND for b in runs) and self._uses_baseline():
-            from . import registry
-
-            base = registry.backend(BASELINE_BACKEND)
-            if base.available() and not base.supports(self.spec, self.case):
-                self._read_ahead("baseline", golden_store.baseline_key)
+        if any(b.name != BASELINE_BACKEND for b in runs) and self._uses_baseline() and not self._baseline_why():
+            self._read_ahead("baseline", golden_store.baseline_key)
 
     def _read_ahead(self, what: str, key_fn) -> None:
-        try:
-            key = key_fn(self.spec, self.case, self.seed)
-        except (OSError, ValueError, SyntaxError, ImportError):
-            return                       # golden() / baseline() form it again, and count it as unkeyed
-        self._keys[what] = key
-        if self.store.size(key) >= READ_AHEAD_MIN_BYTES:
+        key = self._key(what, key_fn)
+        if key is not None and self.store.size(key) >= READ_AHEAD_MIN_BYTES:
             self._ahead[what] = _READER.get().submit(golden_store.lookup, self.store, lambda *_: key,
                                                  self.spec, self.case, self.seed)
 
@@ -150,20 +142,31 @@ class References:
     def baseline_digest(self) -> str | None:
         """The baseline's key digest; "" where there is no baseline (unavailable, declined); None where
         it cannot be keyed."""
-        from . import registry
-
-        b = registry.backend(BASELINE_BACKEND)
-        if self._baseline_error is not None or not b.available() or b.supports(self.spec, self.case):
+        if self._baseline_error is not None or self._baseline_why():
             return ""
         return self._digest("baseline", golden_store.baseline_key)
 
     def _digest(self, what: str, key_fn) -> str | None:
+        key = self._key(what, key_fn)
+        return None if key is None else key.digest
+
+    def _key(self, what: str, key_fn) -> golden_store.Key | None:
+        """The key of `what`, formed once; None where it cannot be (golden() / baseline() form it again
+        where they are used, and count it as unkeyed)."""
         if what not in self._keys:
             try:
                 self._keys[what] = key_fn(self.spec, self.case, self.seed)
             except (OSError, ValueError, SyntaxError, ImportError):
-                return None              # golden() / baseline() count it as unkeyed where they are used
-        return self._keys[what].digest
+                return None
+        return self._keys[what]
+
+    def _baseline_why(self):
+        """Why the baseline backend cannot give this case's baseline (unavailable, declined), or None."""
+        from . import registry
+
+        b = registry.backend(BASELINE_BACKEND)
+        avail = b.available()
+        return avail.reason if not avail else b.supports(self.spec, self.case)
 
     def regions(self, output: str) -> list:
         if output not in self._regions:
@@ -213,7 +216,7 @@ class References:
             from . import registry
 
             b = registry.backend(BASELINE_BACKEND)
-            why = b.available().reason if not b.available() else b.supports(self.spec, self.case)
+            why = self._baseline_why()
             if why:
                 self._baseline_error = why
             else:
