@@ -255,6 +255,13 @@ class GoldenStore:
         with self._counting:
             self.counts[kind] += n
 
+    def unusable(self) -> None:
+        """A hit whose contents its reader could not use (a bad inputs or judgement member): counted as
+        corrupt instead of as a hit. The reader reports it and computes again."""
+        with self._counting:
+            self.counts["hit"] -= 1
+            self.counts["corrupt"] += 1
+
     def size(self, key: Key) -> int:
         """The entry's file size in bytes; 0 where there is none."""
         try:
@@ -476,6 +483,15 @@ def _read_file(path: Path) -> np.ndarray:
 
 def _header(buf: np.ndarray) -> tuple[dict, int]:
     """(the header, where the body starts); BadEntry for a file that is no whole v4 entry."""
+    manifest, start = _manifest(buf)
+    if buf.size != start + manifest["body"]:
+        raise BadEntry(f"corrupt entry: {buf.size} bytes, its header says {start + manifest['body']}")
+    return manifest, start
+
+
+def _manifest(buf: np.ndarray) -> tuple[dict, int]:
+    """(the header, where the body starts) of `buf`, which holds at least the prefix and the header
+    (the whole file, or read_key's first bytes of it); BadEntry where they are not a v4 header."""
     if buf.size < PREFIX.size:
         raise BadEntry(f"corrupt entry: truncated ({buf.size} bytes, shorter than the {PREFIX.size}-byte prefix)")
     magic, length, crc = PREFIX.unpack_from(buf)
@@ -491,8 +507,6 @@ def _header(buf: np.ndarray) -> tuple[dict, int]:
         manifest = orjson.loads(buf[PREFIX.size:PREFIX.size + length].tobytes())
     except json.JSONDecodeError as exc:          # orjson's error is one (bad UTF-8 included)
         raise BadEntry(f"corrupt entry: bad header ({type(exc).__name__}: {exc})") from None
-    if buf.size != start + manifest["body"]:
-        raise BadEntry(f"corrupt entry: {buf.size} bytes, its header says {start + manifest['body']}")
     return manifest, start
 
 
@@ -579,36 +593,25 @@ def read_entry_and_key(path: Path, key: Key | None = None, digest: str | None = 
 
 
 def read_key(path: Path) -> dict:
-    """The key an entry's header names, reading the header alone (its checksum verified, not the body's):
-    for listing a store without reading its arrays. BadEntry for a file that is no whole header."""
+    """The key an entry's header names, reading the prefix and header alone (the header's checksum
+    verified, not the body's): for listing a store without reading its arrays. BadEntry for a file
+    that is no v4 entry's header."""
     try:
         with open(path, "rb") as f:
-            prefix = f.read(PREFIX.size)
-            if len(prefix) < PREFIX.size:
-                raise BadEntry(f"corrupt entry: truncated ({len(prefix)} bytes, shorter than the prefix)")
-            magic, length, crc = PREFIX.unpack(prefix)
-            if magic != MAGIC:
-                raise BadEntry("corrupt entry: not a v4 entry (bad magic)")
-            rest = f.read(_aligned(PREFIX.size + length) - PREFIX.size)
+            head = f.read(PREFIX.size)
+            if len(head) == PREFIX.size:
+                head += f.read(_aligned(PREFIX.size + PREFIX.unpack(head)[1]) - PREFIX.size)
+        return dict(_manifest(np.frombuffer(head, np.uint8))[0]["key"])
     except OSError as exc:
         raise BadEntry(f"corrupt entry: unreadable ({type(exc).__name__}: {exc})") from None
-    if len(rest) < length or xxhash.xxh3_64_intdigest(rest) != crc:
-        raise BadEntry("corrupt entry: header truncated or fails its checksum")
-    try:
-        return dict(orjson.loads(rest[:length])["key"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BadEntry(f"corrupt entry: bad header ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadEntry(f"corrupt entry: bad manifest ({type(exc).__name__}: {exc})") from None
 
 
 def entry_kind(path: Path) -> str:
-    """The kind ("golden", "baseline", "inputs") its header names; BadEntry for a file that is no entry."""
-    try:
-        manifest, _ = _header(_read_file(path))
-        return str(manifest["key"]["kind"])
-    except OSError as exc:
-        raise BadEntry(f"corrupt entry: unreadable ({type(exc).__name__}: {exc})") from None
-    except (KeyError, TypeError) as exc:
-        raise BadEntry(f"corrupt entry: bad manifest ({type(exc).__name__}: {exc})") from None
+    """The kind ("golden", "baseline", "inputs", "judgement") its header names; BadEntry for a file
+    that is no entry."""
+    return str(read_key(path).get("kind"))
 
 
 def entries(root: str | os.PathLike):

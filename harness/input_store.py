@@ -194,8 +194,7 @@ def through(spec, case, seed: int, store: golden_store.GoldenStore | None) -> tu
         try:
             return decode(stored), "store"
         except (ValueError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            store.count("hit", -1)          # get() counted it as a hit; it was not usable
-            store.count("corrupt")
+            store.unusable()
             log.warning("golden store: %s: bad inputs entry (%s); drawing them again", store.path(key), exc)
     inputs = spec.make_inputs(case, seed)
     encoded = encode(inputs)

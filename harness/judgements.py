@@ -123,8 +123,7 @@ class Judgements:
                     raise ValueError("a row without a verdict, reason, metrics or baseline flag")
             return rows
         except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:   # JSONDecodeError is a ValueError
-            self.store.count("hit", -1)      # get() counted it as a hit; it was not usable
-            self.store.count("corrupt")
+            self.store.unusable()
             log.warning("golden store: %s: bad judgement entry (%s); judging again", self.store.path(self.key), exc)
             return None
 
