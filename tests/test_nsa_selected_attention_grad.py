@@ -74,8 +74,9 @@ AUTOGRAD_CASES = {
 }
 
 
+@pytest.mark.parametrize("path", [None, "dense", "gathered"])
 @pytest.mark.parametrize("name", sorted(AUTOGRAD_CASES))
-def test_golden_equals_float64_autograd(name):
+def test_golden_equals_float64_autograd(name, path):
     case, inputs = _case(**AUTOGRAD_CASES[name])
     o, mx, sm, dq, dk, dv = _naive_autograd(inputs, case.params["sparse_mode"])
     # the builder's forward products are the float64 forward cast to the documented dtypes
@@ -85,7 +86,7 @@ def test_golden_equals_float64_autograd(name):
     np.testing.assert_allclose(inputs["softmax_sum"], sm, rtol=2**-23)
     # with unrounded forward products, the golden backward is the exact gradient
     exact = dict(inputs, attention_out=o, softmax_max=mx, softmax_sum=sm)
-    out = golden(case.params, exact)
+    out = golden(case.params, exact, path)
     for name_, want in (("dq", dq), ("dk", dk), ("dv", dv)):
         np.testing.assert_allclose(out[name_], want, rtol=1e-9, atol=1e-9 * np.abs(want).max(), err_msg=name_)
 
@@ -100,7 +101,9 @@ def test_duplicate_selection_accumulates_twice():
     topk[0, 0, 1] = topk[0, 0, 0]
     dup = dict(inputs, topk_indices=topk)
     o, mx, sm, dq, dk, dv = _naive_autograd(dup, 0)
-    out = golden(case.params, dict(dup, attention_out=o, softmax_max=mx, softmax_sum=sm))
+    exact = dict(dup, attention_out=o, softmax_max=mx, softmax_sum=sm)
+    out = golden(case.params, exact)
+    np.testing.assert_allclose(golden(case.params, exact, "gathered")["dv"], dv, rtol=1e-9, atol=1e-12)
     rows = slice(int(topk[0, 0, 0]) * 16, int(topk[0, 0, 0]) * 16 + 16)
     assert np.abs(out["dv"][rows]).max() > 0
     np.testing.assert_allclose(out["dv"], dv, rtol=1e-9, atol=1e-12)
@@ -111,9 +114,39 @@ def test_duplicate_selection_accumulates_twice():
                                rtol=1e-9)
 
 
-def test_unselected_rows_get_exact_zero_in_both_references():
-    case, inputs = _case(sparse_mode=0, topk_mode="random", q_lens=[3, 2], kv_lens=[160, 96], n1=4, n2=2,
-                         select_block_size=16, select_block_count=2, dtype="bfloat16")
+def test_dense_and_gathered_paths_agree_batch_by_batch():
+    """A case whose batches take different paths (kv 64 against 32 selected keys: dense; kv 4096: 128
+    times the selection, gathered) equals each path forced on every batch, zeros included."""
+    from backends.numpy.nsa_selected_attention_grad import dense_is_cheaper
+
+    assert dense_is_cheaper(64, 32, 2) and not dense_is_cheaper(4096, 32, 2)
+    for sparse_mode, topk_mode in ((0, "dup"), (2, "nsa")):
+        case, inputs = _case(sparse_mode=sparse_mode, topk_mode=topk_mode, q_lens=[7, 5], kv_lens=[64, 4096],
+                             n1=4, n2=2, select_block_size=16, select_block_count=2, dtype="float16")
+        mixed = golden(case.params, inputs)
+        for path in ("dense", "gathered"):
+            forced = golden(case.params, inputs, path)
+            for name in ("dq", "dk", "dv"):
+                zeros = lambda x: np.where(x == 0, np.signbit(x) + 1, 0)      # 1: +0.0, 2: -0.0  # noqa: E731
+                np.testing.assert_array_equal(zeros(mixed[name]), zeros(forced[name]), err_msg=f"{path} {name}")
+                np.testing.assert_allclose(mixed[name], forced[name], rtol=1e-12,
+                                           atol=1e-12 * np.abs(forced[name]).max(), err_msg=f"{path} {name}")
+    with pytest.raises(ValueError, match="path must be"):
+        golden(case.params, inputs, "sparse")
+
+
+UNSELECTED_CASES = {
+    "gqa_two_batches": dict(q_lens=[3, 2], kv_lens=[160, 96], n1=4, n2=2, select_block_size=16, select_block_count=2,
+                            dtype="bfloat16"),
+    # one query, one head: an unselected key's gradient is the single product +0 x q, -0 where q < 0
+    "one_query_one_head": dict(q_lens=[1], kv_lens=[1024], n1=1, n2=1, select_block_size=64, select_block_count=2,
+                               dtype="float16", d_qk=192, d_v=192),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNSELECTED_CASES))
+def test_unselected_rows_get_exact_zero_in_both_references(name):
+    case, inputs = _case(sparse_mode=0, topk_mode="random", **UNSELECTED_CASES[name])
     regions = SPEC.output_regions(case.params, inputs, "dk")
     assert [r.label for r in regions] == ["dk[selected]", "dk[unselected]"]
     unsel = regions[1].mask
@@ -121,7 +154,9 @@ def test_unselected_rows_get_exact_zero_in_both_references():
     g = golden(case.params, inputs)
     r = reference(case.params, {k: to_torch(v, "cpu") for k, v in inputs.items()}, "cpu")
     for name in ("dk", "dv"):
-        assert np.all(g[name][unsel] == 0)
+        assert np.all(g[name][unsel].view(np.uint64) == 0)               # +0.0, as the kernel leaves them
+        for path in ("dense", "gathered"):
+            assert np.all(golden(case.params, inputs, path)[name][unsel].view(np.uint64) == 0), path
         assert np.all(to_numpy(r[name]).view(np.uint16)[unsel] == 0)     # +0.0 bit patterns
         assert np.abs(g[name][~unsel]).max() > 0
 
