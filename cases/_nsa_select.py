@@ -73,36 +73,92 @@ def gather(xb: np.ndarray, keys: np.ndarray, d: int) -> np.ndarray:
     return xb[keys.reshape(-1)].reshape(c, n2, -1, d)
 
 
+# Dense or gathered (the golden's backward and forward64 both choose per batch). Time per query of
+# the golden's two paths, fitted on bf16 T1 = T2 = 4096 causal batches (N2 = 2, bs 64, Dqk/Dv
+# 192/128; G = 16 and 4 at count 16, G = 1 at count 8), in units of one dense (key, head) pair:
+# dense ~ T2b * G (large matmuls, M = c*G rows); gathered ~ L * (0.4 * G + 37): its matmuls have M = G,
+# and it gathers and widens L*(Dqk+Dv) keys per query and scatter-adds as many gradients back, which
+# dominate. Break-even T2b/L = 0.4 + 37/G. Dense / gathered time, two runs: G = 16: 0.63-0.71 at
+# T2b/L = 2, 1.14-1.47 at 4; G = 4: 0.41-0.42 at 4; G = 1: 0.29-0.33 at 8. On the smoke and nightly
+# cases the choice was the faster path, or within 10% of it, in every case that takes over 20 ms.
+GATHERED_PER_HEAD, GATHERED_PER_QUERY_KEY = 0.4, 37.0
+
+
+def dense_is_cheaper(kv_len: int, selected: int, g: int) -> bool:
+    """Whether a batch of `kv_len` keys, `selected` = count*bs keys per query and G heads per group runs
+    faster dense (see the constants above)."""
+    return kv_len * g <= selected * (GATHERED_PER_HEAD * g + GATHERED_PER_QUERY_KEY)
+
+
+def multiplicity(rel: np.ndarray, keep: np.ndarray, t2b: int) -> np.ndarray:
+    """[N2, c, T2b] float64: how many of a query's selected positions `rel` [c, N2, L] (kept where `keep`)
+    name each key of its batch. Every selected position is a key of the batch (valid cases: topk < T2b/bs)."""
+    c, n2, _ = rel.shape
+    row = np.arange(n2)[None, :, None] * c + np.arange(c)[:, None, None]         # [c, N2, 1]: row n2*c + query
+    flat = (row * t2b + rel)[keep]
+    return np.bincount(flat, minlength=n2 * c * t2b).reshape(n2, c, t2b).astype(np.float64)
+
+
 def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: int):
     """float64 forward: (attention_out [T1,N1,Dv], softmax_max [T1,N1], softmax_sum [T1,N1]).
 
     softmax_max / softmax_sum are the statistics of the scaled (and masked) scores, as the forward
-    kernel writes them (ops.md section 3, Forward).
+    kernel writes them (ops.md section 3, Forward). Batches go dense or gathered as the golden's
+    backward does (dense_is_cheaper): the same sums either way.
     """
     t1, n1, dq = q.shape
     n2, dv = k.shape[1], v.shape[2]
     g = n1 // n2
-    nb = k.shape[0] // bs
-    kb, vb = blocks64(k, bs), blocks64(v, bs)
     length = topk.shape[2] * bs
     s1, kv0 = query_positions(cu_q, cu_kv, t1)
     out = np.zeros((t1, n1, dv))
     mx = np.zeros((t1, n1))
     sm = np.zeros((t1, n1))
-    for a, b in chunks(t1, n2 * length * max(dq, g)):
-        rel = selected_rel(topk[a:b], bs)
-        keys = block_keys(topk[a:b], kv0[a:b], bs, nb)
-        ks, vs = gather(kb, keys, dq), gather(vb, keys, dv)
-        qg = q[a:b].astype(np.float64).reshape(b - a, n2, g, dq)
+    gathered = []
+    cq, ck = np.asarray(cu_q, dtype=np.int64).reshape(-1), np.asarray(cu_kv, dtype=np.int64).reshape(-1)
+    for q0, q1, k0, k1 in zip(starts(cq).tolist(), cq.tolist(), starts(ck).tolist(), ck.tolist()):
+        if q1 <= q0:
+            continue
+        if not dense_is_cheaper(k1 - k0, length, g):
+            gathered.append(np.arange(q0, q1))
+            continue
+        t2b = k1 - k0
+        kh, vh = widen(k[k0:k1]).transpose(1, 0, 2), widen(v[k0:k1]).transpose(1, 0, 2)   # [N2, T2b, D]
+        for a, b in chunks(q1 - q0, n2 * g * t2b):
+            tok, c = np.arange(q0 + a, q0 + b), b - a
+            rel = selected_rel(topk[tok], bs)
+            keep = ~(rel > s1[tok, None, None]) if sparse_mode == 2 else np.ones(rel.shape, dtype=bool)
+            mult = multiplicity(rel, keep, t2b)[:, :, None, :]                      # [N2, c, 1, T2b]
+            qg = widen(q[tok]).reshape(c, n2, g, dq).transpose(1, 0, 2, 3).reshape(n2, c * g, dq)
+            s = (scale * (qg @ kh.swapaxes(-1, -2))).reshape(n2, c, g, t2b)
+            np.copyto(s, -np.inf, where=mult == 0)
+            m = s.max(-1, keepdims=True)
+            e = np.exp(s - m) * mult                                                 # a duplicate block counts twice
+            tot = e.sum(-1, keepdims=True)
+            o = ((e / tot).reshape(n2, c * g, t2b) @ vh).reshape(n2, c, g, dv)
+            out[tok] = o.transpose(1, 0, 2, 3).reshape(c, n1, dv)
+            mx[tok] = m.reshape(n2, c, g).transpose(1, 0, 2).reshape(c, n1)
+            sm[tok] = tot.reshape(n2, c, g).transpose(1, 0, 2).reshape(c, n1)
+    if not gathered:
+        return out, mx, sm
+    tokens = np.concatenate(gathered)
+    nb = k.shape[0] // bs
+    kb, vb = blocks64(k, bs, False), blocks64(v, bs, False)
+    for a, b in chunks(tokens.size, n2 * length * max(dq, g)):
+        tok, c = tokens[a:b], b - a
+        rel = selected_rel(topk[tok], bs)
+        keys = block_keys(topk[tok], kv0[tok], bs, nb)
+        ks, vs = widen(gather(kb, keys, dq)), widen(gather(vb, keys, dv))
+        qg = widen(q[tok]).reshape(c, n2, g, dq)
         s = scale * (qg @ ks.swapaxes(-1, -2))                      # [c, N2, G, L]
         if sparse_mode == 2:
-            s = np.where((rel > s1[a:b, None, None])[:, :, None, :], -np.inf, s)
+            s = np.where((rel > s1[tok, None, None])[:, :, None, :], -np.inf, s)
         m = s.max(-1, keepdims=True)
         e = np.exp(s - m)
         tot = e.sum(-1, keepdims=True)
-        out[a:b] = ((e / tot) @ vs).reshape(b - a, n1, dv)
-        mx[a:b] = m.reshape(b - a, n1)
-        sm[a:b] = tot.reshape(b - a, n1)
+        out[tok] = ((e / tot) @ vs).reshape(c, n1, dv)
+        mx[tok] = m.reshape(c, n1)
+        sm[tok] = tot.reshape(c, n1)
     return out, mx, sm
 
 

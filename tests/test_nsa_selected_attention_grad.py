@@ -69,9 +69,18 @@ AUTOGRAD_CASES = {
                            select_block_size=16, select_block_count=3, d_qk=128, d_v=128, dtype="float16"),
     "sparse0_duplicates": dict(sparse_mode=0, topk_mode="dup", q_lens=[6], kv_lens=[64], n1=3, n2=3,
                                select_block_size=16, select_block_count=4, d_qk=128, d_v=128, dtype="float16"),
+    # batch 0 (1024 keys, 16 selected) takes the gathered path in forward64 and the golden, batch 1 the dense one
+    "sparse0_mixed_paths": dict(sparse_mode=0, topk_mode="random", q_lens=[3, 2], kv_lens=[1024, 32], n1=1, n2=1,
+                                select_block_size=16, select_block_count=1, d_qk=128, d_v=128, dtype="float16"),
     "sparse2_one_block": dict(sparse_mode=2, q_lens=[33], kv_lens=[48], n1=2, n2=1, select_block_size=16,
                               select_block_count=1, d_qk=128, d_v=128, dtype="float16", scale_value=0.3),
 }
+
+
+def test_mixed_paths_case_takes_both_paths():
+    from cases._nsa_select import dense_is_cheaper
+
+    assert not dense_is_cheaper(1024, 16, 1) and dense_is_cheaper(32, 16, 1)
 
 
 @pytest.mark.parametrize("path", [None, "dense", "gathered"])
@@ -117,7 +126,7 @@ def test_duplicate_selection_accumulates_twice():
 def test_dense_and_gathered_paths_agree_batch_by_batch():
     """A case whose batches take different paths (kv 64 against 32 selected keys: dense; kv 4096: 128
     times the selection, gathered) equals each path forced on every batch, zeros included."""
-    from backends.numpy.nsa_selected_attention_grad import dense_is_cheaper
+    from cases._nsa_select import dense_is_cheaper
 
     assert dense_is_cheaper(64, 32, 2) and not dense_is_cheaper(4096, 32, 2)
     for sparse_mode, topk_mode in ((0, "dup"), (2, "nsa")):

@@ -23,23 +23,8 @@ import numpy as np
 
 from harness.half import widen
 
-from cases._nsa_select import block_keys, blocks64, chunks, gather, query_positions, selected_rel, starts
-
-# Time per query of the two paths, fitted on bf16 T1 = T2 = 4096 causal batches (N2 = 2, bs 64, Dqk/Dv
-# 192/128; G = 16 and 4 at count 16, G = 1 at count 8), in units of one dense (key, head) pair:
-# dense ~ T2b * G (large matmuls, M = c*G rows); gathered ~ L * (0.4 * G + 37): its matmuls have M = G,
-# and it gathers and widens L*(Dqk+Dv) keys per query and scatter-adds as many gradients back, which
-# dominate. Break-even T2b/L = 0.4 + 37/G. Dense / gathered time, two runs: G = 16: 0.63-0.71 at
-# T2b/L = 2, 1.14-1.47 at 4; G = 4: 0.41-0.42 at 4; G = 1: 0.29-0.33 at 8. On the smoke and nightly
-# cases the choice was the faster path, or within 10% of it, in every case that takes over 20 ms.
-GATHERED_PER_HEAD, GATHERED_PER_QUERY_KEY = 0.4, 37.0
-
-
-def dense_is_cheaper(kv_len: int, selected: int, g: int) -> bool:
-    """Whether a batch of `kv_len` keys, `selected` = count*bs keys per query and G heads per group runs
-    faster dense (see the constants above)."""
-    return kv_len * g <= selected * (GATHERED_PER_HEAD * g + GATHERED_PER_QUERY_KEY)
-
+from cases._nsa_select import (block_keys, blocks64, chunks, dense_is_cheaper, gather, multiplicity,
+                               query_positions, selected_rel, starts)
 
 def _segment_add(acc: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
     """acc[keys[i]] += values[i] for every i, duplicates summed (np.add.at semantics).
@@ -68,15 +53,6 @@ def causal_mask(rel: np.ndarray, s1: np.ndarray) -> np.ndarray:
     diagonal block (OT nsa_selected_attention_grad basic_modules/vec_op.h:399-446, CalAttenMsk keeps
     s1 + 1 - topk*bs tokens of it); the op-plugin test masks p > count*bs once s1 >= count*bs."""
     return rel > s1[:, None, None]
-
-
-def multiplicity(rel: np.ndarray, keep: np.ndarray, t2b: int) -> np.ndarray:
-    """[N2, c, T2b] float64: how many of a query's selected positions `rel` [c, N2, L] (kept where `keep`)
-    name each key of its batch. Every selected position is a key of the batch (valid cases: topk < T2b/bs)."""
-    c, n2, _ = rel.shape
-    row = np.arange(n2)[None, :, None] * c + np.arange(c)[:, None, None]         # [c, N2, 1]: row n2*c + query
-    flat = (row * t2b + rel)[keep]
-    return np.bincount(flat, minlength=n2 * c * t2b).reshape(n2, c, t2b).astype(np.float64)
 
 
 # Elements of K and V (float64) a dense batch widens at once: heads are taken in groups of about 8 MiB,
