@@ -134,7 +134,7 @@ class _Grad:
         heads in groups of HEAD_CHUNK_ELEMENTS."""
         self.dense_used = True
         t2b = k1 - k0
-        step = max(1, HEAD_CHUNK_ELEMENTS // (t2b * (self.dqk + self.dv)))
+        step = max(1, HEAD_CHUNK_ELEMENTS // max(1, t2b * (self.dqk + self.dv)))
         for h0 in range(0, self.n2, step):
             self._dense_heads(q0, q1, k0, k1, slice(h0, min(self.n2, h0 + step)))
 
