@@ -46,29 +46,28 @@ def chunks(t1: int, per_query_elements: int):
         yield a, min(t1, a + step)
 
 
-def blocks64(x: np.ndarray, bs: int, as_float64: bool = True) -> np.ndarray:
-    """x [T2, N2, D] -> float64 [N2 * T2/bs, bs*D]: row n2 * (T2/bs) + global block id.
+def blocks(x: np.ndarray, bs: int) -> np.ndarray:
+    """x [T2, N2, D] -> [N2 * T2/bs, bs*D] in x's dtype: row n2 * (T2/bs) + global block id.
 
     Valid cases have every batch's KV length a multiple of bs, so blocks tile T2 and a batch's
-    block i is global block kv0/bs + i. Converting once and gathering whole contiguous blocks is
-    far cheaper than converting or indexing each gathered key row. `as_float64=False` keeps x's
-    dtype (a caller that gathers few blocks of many widens only what it gathers).
+    block i is global block kv0/bs + i. Gathering whole contiguous blocks is far cheaper than
+    indexing each selected key row; the gathered blocks are widened after the gather (few blocks of
+    many: 8 queries over 131072 keys select 128 of them).
     """
     t2, n2, d = x.shape
     nb = t2 // bs
-    x = np.asarray(x)[: nb * bs]
-    xb = (widen(x) if as_float64 else x).reshape(nb, bs, n2, d).transpose(2, 0, 1, 3)
-    return np.ascontiguousarray(xb).reshape(n2 * nb, bs * d)      # no second copy where N2 == 1
+    xb = np.asarray(x)[: nb * bs].reshape(nb, bs, n2, d).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(xb).reshape(n2 * nb, bs * d)      # no copy where N2 == 1
 
 
 def block_keys(topk_chunk: np.ndarray, kv0_chunk: np.ndarray, bs: int, nb: int) -> np.ndarray:
-    """[c, N2, count] rows of a blocks64 array: n2 * nb + kv0/bs + topk."""
+    """[c, N2, count] rows of a blocks() array: n2 * nb + kv0/bs + topk."""
     n2 = topk_chunk.shape[1]
     return (kv0_chunk[:, None, None] // bs + topk_chunk.astype(np.int64)) + nb * np.arange(n2)[None, :, None]
 
 
 def gather(xb: np.ndarray, keys: np.ndarray, d: int) -> np.ndarray:
-    """Selected blocks of a blocks64 array -> [c, N2, count*bs, D] in top-k order."""
+    """Selected blocks of a blocks() array -> [c, N2, count*bs, D] in top-k order."""
     c, n2, count = keys.shape
     return xb[keys.reshape(-1)].reshape(c, n2, -1, d)
 
@@ -99,6 +98,23 @@ def multiplicity(rel: np.ndarray, keep: np.ndarray, t2b: int) -> np.ndarray:
     return np.bincount(flat, minlength=n2 * c * t2b).reshape(n2, c, t2b).astype(np.float64)
 
 
+def split_batches(cu_q, cu_kv, selected: int, g: int, path: str | None = None):
+    """(dense batches [(q0, q1, k0, k1)], the other batches' query tokens [int64]) over the batches that
+    have queries: by dense_is_cheaper, or every batch one way where `path` is "dense" or "gathered"."""
+    if path not in (None, "dense", "gathered"):
+        raise ValueError(f"path must be None, 'dense' or 'gathered', not {path!r}")
+    cq, ck = np.asarray(cu_q, dtype=np.int64).reshape(-1), np.asarray(cu_kv, dtype=np.int64).reshape(-1)
+    dense, gathered = [], [np.zeros(0, dtype=np.int64)]
+    for q0, q1, k0, k1 in zip(starts(cq).tolist(), cq.tolist(), starts(ck).tolist(), ck.tolist()):
+        if q1 <= q0:
+            continue
+        if path == "dense" or (path is None and dense_is_cheaper(k1 - k0, selected, g)):
+            dense.append((q0, q1, k0, k1))
+        else:
+            gathered.append(np.arange(q0, q1))
+    return dense, np.concatenate(gathered)
+
+
 def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: int):
     """float64 forward: (attention_out [T1,N1,Dv], softmax_max [T1,N1], softmax_sum [T1,N1]).
 
@@ -114,14 +130,8 @@ def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: in
     out = np.zeros((t1, n1, dv))
     mx = np.zeros((t1, n1))
     sm = np.zeros((t1, n1))
-    gathered = []
-    cq, ck = np.asarray(cu_q, dtype=np.int64).reshape(-1), np.asarray(cu_kv, dtype=np.int64).reshape(-1)
-    for q0, q1, k0, k1 in zip(starts(cq).tolist(), cq.tolist(), starts(ck).tolist(), ck.tolist()):
-        if q1 <= q0:
-            continue
-        if not dense_is_cheaper(k1 - k0, length, g):
-            gathered.append(np.arange(q0, q1))
-            continue
+    dense, tokens = split_batches(cu_q, cu_kv, length, g)
+    for q0, q1, k0, k1 in dense:
         t2b = k1 - k0
         kh, vh = widen(k[k0:k1]).transpose(1, 0, 2), widen(v[k0:k1]).transpose(1, 0, 2)   # [N2, T2b, D]
         for a, b in chunks(q1 - q0, n2 * g * t2b):
@@ -139,11 +149,10 @@ def forward64(q, k, v, topk, cu_q, cu_kv, scale: float, bs: int, sparse_mode: in
             out[tok] = o.transpose(1, 0, 2, 3).reshape(c, n1, dv)
             mx[tok] = m.reshape(n2, c, g).transpose(1, 0, 2).reshape(c, n1)
             sm[tok] = tot.reshape(n2, c, g).transpose(1, 0, 2).reshape(c, n1)
-    if not gathered:
+    if not tokens.size:
         return out, mx, sm
-    tokens = np.concatenate(gathered)
     nb = k.shape[0] // bs
-    kb, vb = blocks64(k, bs, False), blocks64(v, bs, False)
+    kb, vb = blocks(k, bs), blocks(v, bs)
     for a, b in chunks(tokens.size, n2 * length * max(dq, g)):
         tok, c = tokens[a:b], b - a
         rel = selected_rel(topk[tok], bs)

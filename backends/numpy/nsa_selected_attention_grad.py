@@ -23,8 +23,8 @@ import numpy as np
 
 from harness.half import widen
 
-from cases._nsa_select import (block_keys, blocks64, chunks, dense_is_cheaper, gather, multiplicity,
-                               query_positions, selected_rel, starts)
+from cases._nsa_select import (block_keys, blocks, chunks, gather, multiplicity, query_positions, selected_rel,
+                               split_batches)
 
 def _segment_add(acc: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
     """acc[keys[i]] += values[i] for every i, duplicates summed (np.add.at semantics).
@@ -104,7 +104,7 @@ class _Grad:
 
     def gathered(self, tokens: np.ndarray) -> None:
         if self.blocks is None:          # [N2 * nblk, bs*D] K, V (their dtype) and float64 dK, dV accumulators
-            self.blocks = (blocks64(self.k, self.bs, False), blocks64(self.v, self.bs, False),
+            self.blocks = (blocks(self.k, self.bs), blocks(self.v, self.bs),
                            np.zeros((self.n2 * self.nblk, self.bs * self.dqk)),   # row = n2 * nblk + block id
                            np.zeros((self.n2 * self.nblk, self.bs * self.dv)))
         kb, vb, dk_acc, dv_acc = self.blocks
@@ -145,16 +145,18 @@ class _Grad:
         dkh = self.dk[k0:k1, heads].transpose(1, 0, 2)                # views of the accumulators, written in place
         dvh = self.dvo[k0:k1, heads].transpose(1, 0, 2)
         qh = slice(heads.start * g, heads.stop * g)
-        by_head = lambda x: x.transpose(1, 0, 2, 3).reshape(nh, -1, x.shape[-1])   # [c, nh, G, d] -> [nh, c*G, d]  # noqa: E731
+        # [c, nh, G, d] -> [nh, c*G, d]
+        by_head = lambda x: x.transpose(1, 0, 2, 3).reshape(nh, -1, x.shape[-1])   # noqa: E731
         for a, b in chunks(q1 - q0, nh * g * t2b):
             tok, c = np.arange(q0 + a, q0 + b), b - a
             rel = selected_rel(self.topk[tok, heads], self.bs)                       # [c, nh, L]
             keep = ~causal_mask(rel, self.s1[tok]) if self.causal else np.ones(rel.shape, dtype=bool)
             mult = multiplicity(rel, keep, t2b)[:, :, None, :]                      # [nh, c, 1, T2b]
             qs = self.scale * by_head(self.rows64(self.q, tok, self.dqk, heads))   # scale folded into the c*G rows
-            dyg, og = by_head(self.rows64(self.dy, tok, self.dv, heads)), by_head(self.rows64(self.o, tok, self.dv, heads))
+            dyg = by_head(self.rows64(self.dy, tok, self.dv, heads))
+            og = by_head(self.rows64(self.o, tok, self.dv, heads))
             s = (qs @ kh.swapaxes(-1, -2)).reshape(nh, c, g, t2b)
-            np.copyto(s, -np.inf, where=mult == 0)     # an unselected key may score above softmax_max: exp would overflow
+            np.copyto(s, -np.inf, where=mult == 0)     # an unselected key may score above softmax_max: exp overflows
             stat = lambda x: x[tok, qh].reshape(c, nh, g).transpose(1, 0, 2)[..., None]   # noqa: E731
             p = (np.exp(s - stat(self.mx)) / stat(self.sm) * mult).reshape(nh, c * g, t2b)
             dp = dyg @ vh.swapaxes(-1, -2)
@@ -172,7 +174,8 @@ class _Grad:
         if self.blocks is None:
             return {"dq": self.dq, "dk": self.dk, "dv": self.dvo}
         out = {"dq": self.dq}
-        for name, acc, block_acc, d in (("dk", self.dk, self.blocks[2], self.dqk), ("dv", self.dvo, self.blocks[3], self.dv)):
+        for name, acc, block_acc, d in (("dk", self.dk, self.blocks[2], self.dqk),
+                                        ("dv", self.dvo, self.blocks[3], self.dv)):
             natural = block_acc.reshape(self.n2, self.nblk * self.bs, d).transpose(1, 0, 2)
             if not self.dense_used and natural.shape == acc.shape:
                 out[name] = np.ascontiguousarray(natural)     # a view where N2 == 1; acc's pages never touched
@@ -184,21 +187,12 @@ class _Grad:
 
 def golden(params, inputs, path: str | None = None) -> dict:
     """`path` "dense" or "gathered" forces that path on every batch (tests check they agree); None
-    chooses per batch by dense_is_cheaper."""
-    if path not in (None, "dense", "gathered"):
-        raise ValueError(f"path must be None, 'dense' or 'gathered', not {path!r}")
+    chooses per batch (cases._nsa_select.split_batches)."""
     grad = _Grad(params, inputs)
-    length = grad.count * grad.bs
-    cq = np.asarray(inputs["actual_seq_qlen"], dtype=np.int64).reshape(-1)
-    ck = np.asarray(inputs["actual_seq_kvlen"], dtype=np.int64).reshape(-1)
-    rest = []
-    for q0, q1, k0, k1 in zip(starts(cq).tolist(), cq.tolist(), starts(ck).tolist(), ck.tolist()):
-        if q1 <= q0:
-            continue
-        if path == "dense" or (path is None and dense_is_cheaper(k1 - k0, length, grad.g)):
-            grad.dense(q0, q1, k0, k1)
-        else:
-            rest.append(np.arange(q0, q1))
-    if rest:
-        grad.gathered(np.concatenate(rest))
+    dense, tokens = split_batches(inputs["actual_seq_qlen"], inputs["actual_seq_kvlen"], grad.count * grad.bs,
+                                  grad.g, path)
+    for batch in dense:
+        grad.dense(*batch)
+    if tokens.size:
+        grad.gathered(tokens)
     return grad.result()
