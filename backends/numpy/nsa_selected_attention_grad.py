@@ -75,7 +75,7 @@ def _add_product(out: np.ndarray, x: np.ndarray, y: np.ndarray, first: bool) -> 
 
 class _Grad:
     """The golden's inputs, its gradient accumulators (dK, dV in the inputs' [T2, N2, D] layout; the
-    gathered path's block accumulators and float64 blocks made on its first use) and the two paths."""
+    gathered path's K, V blocks and block accumulators made on its first use) and the two paths."""
 
     def __init__(self, params, inputs):
         self.q, self.k, self.v = (np.asarray(inputs[n]) for n in ("query", "key", "value"))
@@ -97,10 +97,9 @@ class _Grad:
         self.blocks = None
         self.dense_used = False
 
-    def rows64(self, x, tokens, d, heads=slice(None)):
-        """x[tokens] (query heads of the KV `heads`) as float64 [c, heads, G, d]."""
-        h = slice(heads.start * self.g, heads.stop * self.g) if heads.start is not None else heads
-        return widen(x[tokens, h]).reshape(len(tokens), -1, self.g, d)
+    def rows64(self, x, tokens, d, query_heads=slice(None)):
+        """x[tokens, query_heads] as float64 [c, KV heads, G, d]."""
+        return widen(x[tokens, query_heads]).reshape(len(tokens), -1, self.g, d)
 
     def gathered(self, tokens: np.ndarray) -> None:
         if self.blocks is None:          # [N2 * nblk, bs*D] K, V (their dtype) and float64 dK, dV accumulators
@@ -152,9 +151,9 @@ class _Grad:
             rel = selected_rel(self.topk[tok, heads], self.bs)                       # [c, nh, L]
             keep = ~causal_mask(rel, self.s1[tok]) if self.causal else np.ones(rel.shape, dtype=bool)
             mult = multiplicity(rel, keep, t2b)[:, :, None, :]                      # [nh, c, 1, T2b]
-            qs = self.scale * by_head(self.rows64(self.q, tok, self.dqk, heads))   # scale folded into the c*G rows
-            dyg = by_head(self.rows64(self.dy, tok, self.dv, heads))
-            og = by_head(self.rows64(self.o, tok, self.dv, heads))
+            qs = self.scale * by_head(self.rows64(self.q, tok, self.dqk, qh))   # scale folded into the c*G rows
+            dyg = by_head(self.rows64(self.dy, tok, self.dv, qh))
+            og = by_head(self.rows64(self.o, tok, self.dv, qh))
             s = (qs @ kh.swapaxes(-1, -2)).reshape(nh, c, g, t2b)
             np.copyto(s, -np.inf, where=mult == 0)     # an unselected key may score above softmax_max: exp overflows
             stat = lambda x: x[tok, qh].reshape(c, nh, g).transpose(1, 0, 2)[..., None]   # noqa: E731
