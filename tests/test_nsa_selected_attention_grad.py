@@ -129,6 +129,7 @@ def test_dense_and_gathered_paths_agree_batch_by_batch():
     from cases._nsa_select import dense_is_cheaper
 
     assert dense_is_cheaper(64, 32, 2) and not dense_is_cheaper(4096, 32, 2)
+    zeros = lambda x: np.where(x == 0, np.signbit(x) + 1, 0)      # 1: +0.0, 2: -0.0  # noqa: E731
     for sparse_mode, topk_mode in ((0, "dup"), (2, "nsa")):
         case, inputs = _case(sparse_mode=sparse_mode, topk_mode=topk_mode, q_lens=[7, 5], kv_lens=[64, 4096],
                              n1=4, n2=2, select_block_size=16, select_block_count=2, dtype="float16")
@@ -136,7 +137,6 @@ def test_dense_and_gathered_paths_agree_batch_by_batch():
         for path in ("dense", "gathered"):
             forced = golden(case.params, inputs, path)
             for name in ("dq", "dk", "dv"):
-                zeros = lambda x: np.where(x == 0, np.signbit(x) + 1, 0)      # 1: +0.0, 2: -0.0  # noqa: E731
                 np.testing.assert_array_equal(zeros(mixed[name]), zeros(forced[name]), err_msg=f"{path} {name}")
                 np.testing.assert_allclose(mixed[name], forced[name], rtol=1e-12,
                                            atol=1e-12 * np.abs(forced[name]).max(), err_msg=f"{path} {name}")
